@@ -1,0 +1,2 @@
+//! The rules document and the compiled rule table.
+//! TO BE WRITTEN (rules helper).
