@@ -11,10 +11,27 @@
 //! - [`rules`]: the rules document (JSON, the same the REST API serves), its validation, and the
 //!   compiled, immutable, indexed table with URL hashing (Squid CARP compatible).
 //! - [`classify`]: payload + protocol + table → decision (rule, mark, extracted key).
-//! - [`cli`]: the `check` and `explain` commands (the daemon commands live beside them).
+//! - [`config`]: the daemon configuration (TOML), validated in full before any side effect.
+//! - [`nfqueue`]: the thin NFQUEUE adapter (the only code touching the queue socket).
+//! - [`binder`]: TCP delayed binding with the kernel's SYNPROXY (pure state machine + glue).
+//! - [`engine`]: the verdict threads: one per worker, every packet gets exactly one verdict.
+//! - [`control`]: the control plane: the one owner of the rule table, swapped atomically.
+//! - [`firewall`]: l7mark's nft table rendered as a value and applied in one transaction.
+//! - [`metrics`]: counters shared by the verdict threads, rendered for Prometheus.
+//! - [`daemon`]: `l7mark run`: start-up order, signals, clean stop.
+//! - [`cli`]: the command line (`check`, `explain`, `nft`, `run`).
+
 #![forbid(unsafe_code)]
 
+pub mod binder;
 pub mod classify;
 pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod engine;
+pub mod firewall;
+pub mod metrics;
+pub mod nfqueue;
 pub mod proto;
 pub mod rules;
