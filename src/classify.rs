@@ -96,7 +96,11 @@ pub enum ExplainError {
 }
 
 /// Classify a first payload, for `explain` and the binder: the key, the rule and the mark.
-pub fn explain(proto: PayloadProto, payload: &[u8], table: &Table) -> Result<Explained, ExplainError> {
+pub fn explain(
+    proto: PayloadProto,
+    payload: &[u8],
+    table: &Table,
+) -> Result<Explained, ExplainError> {
     let name = match proto {
         PayloadProto::Http => "HTTP",
         PayloadProto::Tls => "TLS",

@@ -39,7 +39,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a rules document (and a daemon config): exit 0, or list every problem.
-    #[command(after_help = "Examples:\n  l7mark check --rules /var/lib/l7mark/rules.json\n  l7mark check --config /etc/l7mark/l7mark.toml")]
+    #[command(
+        after_help = "Examples:\n  l7mark check --rules /var/lib/l7mark/rules.json\n  l7mark check --config /etc/l7mark/l7mark.toml"
+    )]
     Check {
         /// The rules document (JSON). Default: the config's rules_file.
         #[arg(long)]
@@ -49,7 +51,9 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Classify one payload against a rules document and print {"rule", "mark", "key"} as JSON.
-    #[command(after_help = "Examples:\n  printf 'GET /img/a.png HTTP/1.1\\r\\nHost: static.example.com\\r\\n\\r\\n' | l7mark explain --rules rules.json --proto http --payload -\n  l7mark explain --rules rules.json --proto tls --payload clienthello.bin\n  l7mark explain --rules rules.json --proto icp --payload query.icp")]
+    #[command(
+        after_help = "Examples:\n  printf 'GET /img/a.png HTTP/1.1\\r\\nHost: static.example.com\\r\\n\\r\\n' | l7mark explain --rules rules.json --proto http --payload -\n  l7mark explain --rules rules.json --proto tls --payload clienthello.bin\n  l7mark explain --rules rules.json --proto icp --payload query.icp"
+    )]
     Explain {
         /// The rules document (JSON).
         #[arg(long)]
@@ -62,7 +66,9 @@ pub enum Command {
         payload: PathBuf,
     },
     /// Print the nft ruleset (l7mark's own table) for a configuration.
-    #[command(after_help = "Examples:\n  l7mark nft --config /etc/l7mark/l7mark.toml > /etc/nftables.d/l7mark.nft\n  l7mark nft --config l7mark.toml | nft -c -f -")]
+    #[command(
+        after_help = "Examples:\n  l7mark nft --config /etc/l7mark/l7mark.toml > /etc/nftables.d/l7mark.nft\n  l7mark nft --config l7mark.toml | nft -c -f -"
+    )]
     Nft {
         /// The daemon configuration (TOML).
         #[arg(long)]
@@ -72,7 +78,9 @@ pub enum Command {
         replace: bool,
     },
     /// Run the daemon.
-    #[command(after_help = "Examples:\n  l7mark run --config /etc/l7mark/l7mark.toml\n\nSignals: SIGTERM/SIGINT stop cleanly (held packets are verdicted, the nft table removed\nunless [nft] manage = false); SIGHUP reloads the rules file (an invalid file keeps the\ncurrent table and logs why).")]
+    #[command(
+        after_help = "Examples:\n  l7mark run --config /etc/l7mark/l7mark.toml\n\nSignals: SIGTERM/SIGINT stop cleanly (held packets are verdicted, the nft table removed\nunless [nft] manage = false); SIGHUP reloads the rules file (an invalid file keeps the\ncurrent table and logs why)."
+    )]
     Run {
         /// The daemon configuration (TOML).
         #[arg(long)]
@@ -206,15 +214,21 @@ fn nft(config: &Path, replace: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let table = match load_table(&cfg.rules_file, &ValidateOptions {
-        mark_range: Some(cfg.mark_range.clone()),
-    }) {
+    let table = match load_table(
+        &cfg.rules_file,
+        &ValidateOptions {
+            mark_range: Some(cfg.mark_range.clone()),
+        },
+    ) {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let rs = firewall::ruleset(&cfg, firewall::Inputs {
-        default_mark: table.default_mark(),
-    });
+    let rs = firewall::ruleset(
+        &cfg,
+        firewall::Inputs {
+            default_mark: table.default_mark(),
+        },
+    );
     print!(
         "{}",
         if replace {

@@ -486,7 +486,10 @@ impl Config {
                 ));
             }
             if s.vip.is_unspecified() || s.vip.is_multicast() {
-                p.push(format!("{at}.vip: {} is not a usable virtual address", s.vip));
+                p.push(format!(
+                    "{at}.vip: {} is not a usable virtual address",
+                    s.vip
+                ));
             }
             if s.proto.is_tcp() && s.forwarding != Forwarding::Nat {
                 p.push(format!(
@@ -527,7 +530,8 @@ impl Config {
         let q = &file.queues;
         if q.workers == 0 || q.workers > 64 {
             p.push("queues.workers: must be 1..=64".into());
-        } else if u32::from(q.base) + u32::from(q.workers) * u32::from(QUEUE_KINDS) - 1 > MAX_QUEUE {
+        } else if u32::from(q.base) + u32::from(q.workers) * u32::from(QUEUE_KINDS) - 1 > MAX_QUEUE
+        {
             p.push(format!(
                 "queues.base: base + {QUEUE_KINDS} * workers - 1 must not exceed {MAX_QUEUE}"
             ));
@@ -791,7 +795,10 @@ window = 0
 
     #[test]
     fn icp_nat_without_per_query_is_allowed() {
-        let text = GOOD.replace("forwarding = \"dr\"", "forwarding = \"nat\"\nper_query = false");
+        let text = GOOD.replace(
+            "forwarding = \"dr\"",
+            "forwarding = \"nat\"\nper_query = false",
+        );
         let c = Config::from_toml(&text).unwrap();
         assert!(!c.services[1].per_query);
     }

@@ -106,7 +106,10 @@ fn run(cfg: Config) -> Result<(), (u8, String)> {
     if !problems.is_empty() {
         return Err((
             exit::USAGE,
-            format!("the kernel is not set up for this config:\n{}", problems.join("\n")),
+            format!(
+                "the kernel is not set up for this config:\n{}",
+                problems.join("\n")
+            ),
         ));
     }
 
@@ -144,14 +147,21 @@ fn run(cfg: Config) -> Result<(), (u8, String)> {
         match signals.wait() {
             Ok(Signal::SIGHUP) => match store.reload(Some(&metrics)) {
                 Ok(snap) => {
-                    tracing::info!(version = snap.version, rules = snap.table.len(), "rules reloaded");
+                    tracing::info!(
+                        version = snap.version,
+                        rules = snap.table.len(),
+                        "rules reloaded"
+                    );
                     let dm = snap.table.default_mark();
                     if cfg.nft.manage && dm != default_mark {
-                        match firewall::apply(&firewall::ruleset(&cfg, firewall::Inputs {
-                            default_mark: dm,
-                        })) {
+                        match firewall::apply(&firewall::ruleset(
+                            &cfg,
+                            firewall::Inputs { default_mark: dm },
+                        )) {
                             Ok(()) => default_mark = dm,
-                            Err(e) => tracing::error!(error = %e, "nft update for the new default mark failed"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "nft update for the new default mark failed")
+                            }
                         }
                     }
                 }

@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use l7mark::proto::icp::{self, IcpBody, Opcode};
 use l7mark::proto::Parsed;
+use l7mark::proto::icp::{self, IcpBody, Opcode};
 
 fn usage() -> ExitCode {
     eprintln!(

@@ -719,11 +719,9 @@ impl Binder {
             });
             return;
         }
-        if !seg.payload.is_empty() || seg.flags & flags::FIN != 0 {
-            if self.hold(key, seg) {
-                self.try_decide(key, cls);
-                self.release_if_decided(key, out);
-            }
+        if (!seg.payload.is_empty() || seg.flags & flags::FIN != 0) && self.hold(key, seg) {
+            self.try_decide(key, cls);
+            self.release_if_decided(key, out);
         }
         let _ = now;
         out.push(Action::Drop { id });

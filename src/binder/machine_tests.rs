@@ -1,5 +1,5 @@
 //! Tests of the binder state machine with synthetic segments and a stub classifier.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -33,7 +33,10 @@ impl Classifier for Stub {
                 rule: Some(1),
             }
         } else {
-            KeyState::Decided { mark: 9, rule: None }
+            KeyState::Decided {
+                mark: 9,
+                rule: None,
+            }
         }
     }
     fn default_mark(&self) -> u32 {
@@ -188,9 +191,12 @@ fn accept(mark: Option<u32>) -> Action {
 }
 fn same(a: Option<&Action>, b: &Action) -> bool {
     match (a, b) {
-        (Some(Action::Accept { mark, done, .. }), Action::Accept { mark: m2, done: d2, .. }) => {
-            mark == m2 && done == d2
-        }
+        (
+            Some(Action::Accept { mark, done, .. }),
+            Action::Accept {
+                mark: m2, done: d2, ..
+            },
+        ) => mark == m2 && done == d2,
         (Some(Action::Drop { .. }), Action::Drop { .. }) => true,
         _ => false,
     }
@@ -200,13 +206,25 @@ fn same(a: Option<&Action>, b: &Action) -> bool {
 fn data_before_server_syn_releases_it_at_once_with_the_class_mark() {
     let mut r = Run::new(limits());
     let (ack, _) = r.send(&cookie_ack(ISN));
-    assert!(same(r.verdict(ack), &accept(None)), "cookie ACK goes to SYNPROXY");
+    assert!(
+        same(r.verdict(ack), &accept(None)),
+        "cookie ACK goes to SYNPROXY"
+    );
     let (d, _) = r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_B));
-    assert!(same(r.verdict(d), &Action::Drop { id: 0 }), "data is copied and dropped");
+    assert!(
+        same(r.verdict(d), &Action::Drop { id: 0 }),
+        "data is copied and dropped"
+    );
     let (syn, _) = r.send(&server_syn(ISN));
-    assert!(same(r.verdict(syn), &accept(Some(2))), "SYN released with mark 2");
+    assert!(
+        same(r.verdict(syn), &accept(Some(2))),
+        "SYN released with mark 2"
+    );
     let (sa, acts) = r.send(&synack(ISN));
-    assert!(matches!(acts[0], Action::Accept { id, .. } if id == sa), "SYN-ACK verdict first");
+    assert!(
+        matches!(acts[0], Action::Accept { id, .. } if id == sa),
+        "SYN-ACK verdict first"
+    );
     assert_eq!(r.reinjected.len(), 1);
     assert_eq!(&r.reinjected[0][40..], REQ_B);
     assert_eq!(r.b.stats.bound, 1);
@@ -222,7 +240,10 @@ fn server_syn_is_held_until_the_key_completes_over_several_segments() {
     assert!(r.verdict(syn).is_none(), "held");
     let (a, b) = REQ_A.split_at(10);
     r.send(&data(Kind::ClientInvalid, ISN, 0, a));
-    assert!(r.verdict(syn).is_none(), "still held after a partial header");
+    assert!(
+        r.verdict(syn).is_none(),
+        "still held after a partial header"
+    );
     r.send(&data(Kind::ClientInvalid, ISN, 10, b));
     assert!(same(r.verdict(syn), &accept(Some(1))));
     r.send(&synack(ISN));
@@ -249,7 +270,10 @@ fn out_of_order_segments_are_reassembled() {
 fn lost_cookie_ack_the_first_data_segment_serves_as_it() {
     let mut r = Run::new(limits());
     let (d, _) = r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_A));
-    assert!(same(r.verdict(d), &accept(None)), "to SYNPROXY as the cookie ACK");
+    assert!(
+        same(r.verdict(d), &accept(None)),
+        "to SYNPROXY as the cookie ACK"
+    );
     let (syn, _) = r.send(&server_syn(ISN));
     assert!(same(r.verdict(syn), &accept(Some(1))));
     r.send(&synack(ISN));
@@ -378,7 +402,10 @@ fn client_and_total_caps_bite_across_flows() {
         e.client = c;
         r.send(&e);
     }
-    assert_eq!(r.b.stats.cap_drops, 1, "the third 540-byte packet exceeds 1200 per client");
+    assert_eq!(
+        r.b.stats.cap_drops, 1,
+        "the third 540-byte packet exceeds 1200 per client"
+    );
     assert!(r.b.held_bytes() <= 1200);
 }
 
@@ -410,7 +437,10 @@ fn bound_flow_stray_ack_is_dropped_and_late_data_reinjected() {
     let (stray, _) = r.send(&data(Kind::ClientInvalid, ISN, 2, b""));
     assert!(same(r.verdict(stray), &Action::Drop { id: 0 }));
     let (rs, _) = r.send(&synack(ISN));
-    assert!(same(r.verdict(rs), &Action::Drop { id: 0 }), "retransmitted SYN-ACK dropped");
+    assert!(
+        same(r.verdict(rs), &Action::Drop { id: 0 }),
+        "retransmitted SYN-ACK dropped"
+    );
 }
 
 #[test]
@@ -429,20 +459,29 @@ fn pre_seqadj_packets_are_held_and_reinjected_then_accepted_after_binding() {
         client: SocketAddrV4::new(*CLIENT.ip(), 1),
         ..data(Kind::PreSeqadj, 1, 0, b"x")
     });
-    assert!(same(r.verdict(u), &Action::Drop { id: 0 }), "unknown: dropped");
+    assert!(
+        same(r.verdict(u), &Action::Drop { id: 0 }),
+        "unknown: dropped"
+    );
 }
 
 #[test]
 fn done_gate_sets_the_done_bit_and_flushes_unbound_holdings() {
     let mut r = Run::new(limits());
     let (u, _) = r.send(&data(Kind::DoneGate, 77, 0, b"x"));
-    assert!(matches!(r.verdict(u), Some(Action::Accept { done: true, .. })));
+    assert!(matches!(
+        r.verdict(u),
+        Some(Action::Accept { done: true, .. })
+    ));
     assert_eq!(r.b.stats.gate_unknown, 1);
     r.send(&cookie_ack(ISN));
     r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_A));
     let (g, acts) = r.send(&data(Kind::DoneGate, ISN, REQ_A.len() as u32, b"y"));
     assert!(matches!(acts[0], Action::Reinject(_)), "held data first");
-    assert!(matches!(r.verdict(g), Some(Action::Accept { done: true, .. })));
+    assert!(matches!(
+        r.verdict(g),
+        Some(Action::Accept { done: true, .. })
+    ));
 }
 
 #[test]

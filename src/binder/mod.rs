@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::nfqueue::{Message, NfqError, QueueSet, Verdict};
 use crate::proto::{Parsed, http, ip, tls};
 use crate::rules::{Proto, Subject, url};
-use machine::{Action, Binder, Classifier, Kind, KeyState, Limits, Seg, Stats};
+use machine::{Action, Binder, Classifier, KeyState, Kind, Limits, Seg, Stats};
 
 use crate::config::CT_DONE_BIT;
 
@@ -220,8 +220,7 @@ impl Worker {
                 snap,
                 services: &self.services,
             };
-            self.machine
-                .on_packet(Instant::now(), kind, id, &seg, &cls)
+            self.machine.on_packet(Instant::now(), kind, id, &seg, &cls)
         };
         let mut current = Some(msg);
         self.execute(set, actions, &mut current, metrics);
@@ -329,7 +328,11 @@ fn packet_key(msg: &Message) -> u64 {
     (u64::from(msg.get_queue_num()) << 32) | u64::from(msg.get_packet_id())
 }
 
-fn take(current: &mut Option<Message>, held: &mut HashMap<u64, Message>, id: u64) -> Option<Message> {
+fn take(
+    current: &mut Option<Message>,
+    held: &mut HashMap<u64, Message>,
+    id: u64,
+) -> Option<Message> {
     if current.as_ref().is_some_and(|m| packet_key(m) == id) {
         return current.take();
     }
