@@ -25,11 +25,68 @@ fn usage() -> ExitCode {
         "usage:\n  l7mark-testkit icp-server --listen IP:PORT --name NAME [--sender IP]\n  \
          l7mark-testkit icp-query --to IP:PORT [--bind IP:PORT] [--timeout-ms N] URL...\n  \
          l7mark-testkit icp-encode URL\n  \
+         l7mark-testkit icp-malformed --to IP:PORT [--bind IP:PORT]\n  \
          l7mark-testkit http-server --listen IP:PORT --name NAME\n  \
          l7mark-testkit http-load --to IP:PORT --host HOST [--n N] [--concurrency C] [--expect NAME]\n    \
-         [--pad BYTES] [--post BYTES] [--big N] [--idle-ms MS] [--sport PORT] [--timeout-ms MS]"
+         [--pad BYTES] [--post BYTES] [--big N] [--idle-ms MS] [--sport PORT] [--timeout-ms MS]\n  \
+         l7mark-testkit tcp-sink --listen IP:PORT --name NAME\n  \
+         l7mark-testkit raw-send --to IP:PORT --file FILE [--expect NAME]"
     );
     ExitCode::from(64)
+}
+
+/// Malformed and hostile ICP datagrams: every one must get the default mark (and a counter).
+fn malformed_set() -> Vec<(&'static str, Vec<u8>)> {
+    let good = icp::encode_query(7, Ipv4Addr::UNSPECIFIED, "http://cdn.example.net/obj/1.jpg")
+        .unwrap_or_default();
+    let mut v = Vec::new();
+    v.push(("empty", Vec::new()));
+    v.push(("short header", good.get(..10).unwrap_or(&[]).to_vec()));
+    let mut bad_version = good.clone();
+    if let Some(b) = bad_version.get_mut(1) {
+        *b = 9;
+    }
+    v.push(("wrong version", bad_version));
+    let mut long_len = good.clone();
+    if let Some(b) = long_len.get_mut(3) {
+        *b = b.wrapping_add(40);
+    }
+    v.push(("length field too long", long_len));
+    let mut no_nul = good.clone();
+    if let Some(last) = no_nul.last_mut() {
+        *last = b'x';
+    }
+    v.push(("url without NUL", no_nul));
+    let mut bad_op = good.clone();
+    if let Some(b) = bad_op.get_mut(0) {
+        *b = 99;
+    }
+    v.push(("unknown opcode", bad_op));
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"garbage");
+    v.push(("bytes after the message", trailing));
+    v.push(("oversized", vec![0x41; 20000]));
+    v.push(("not icp", b"GET / HTTP/1.1\r\n\r\n".to_vec()));
+    v
+}
+
+fn icp_malformed(args: &[String]) -> ExitCode {
+    let Some(to) = arg(args, "--to").and_then(|s| s.parse::<SocketAddr>().ok()) else {
+        return usage();
+    };
+    let bind = arg(args, "--bind").unwrap_or("0.0.0.0:0");
+    let Ok(sock) = UdpSocket::bind(bind) else {
+        eprintln!("icp-malformed: bind {bind}");
+        return ExitCode::from(71);
+    };
+    let set = malformed_set();
+    for (what, d) in &set {
+        match sock.send_to(d, to) {
+            Ok(_) => println!("SENT {what} ({} bytes)", d.len()),
+            Err(e) => println!("SENDFAIL {what}: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn icp_encode(args: &[String]) -> ExitCode {
@@ -64,8 +121,11 @@ fn main() -> ExitCode {
         Some("icp-server") => icp_server(&args[1..]),
         Some("icp-query") => icp_query(&args[1..]),
         Some("icp-encode") => icp_encode(&args[1..]),
+        Some("icp-malformed") => icp_malformed(&args[1..]),
         Some("http-server") => http::server(&args[1..]),
         Some("http-load") => http::load(&args[1..]),
+        Some("tcp-sink") => http::sink(&args[1..]),
+        Some("raw-send") => http::raw_send(&args[1..]),
         _ => usage(),
     }
 }
@@ -304,6 +364,79 @@ mod http {
             });
         }
         ExitCode::SUCCESS
+    }
+
+    /// Reads everything a client sends until it half-closes, answers `sink=NAME len=N sum=S`.
+    pub fn sink(args: &[String]) -> ExitCode {
+        let (Some(listen), Some(name)) = (arg(args, "--listen"), arg(args, "--name")) else {
+            return usage();
+        };
+        let l = match TcpListener::bind(listen) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tcp-sink {name}: bind {listen}: {e}");
+                return ExitCode::from(71);
+            }
+        };
+        println!("tcp-sink {name} listening on {listen}");
+        let name = Arc::new(name.to_string());
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let name = Arc::clone(&name);
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).is_err() {
+                    return;
+                }
+                let _ = writeln!(s, "sink={name} len={} sum={:016x}", got.len(), fnv(&got));
+            });
+        }
+        ExitCode::SUCCESS
+    }
+
+    /// Sends a file's bytes, half-closes, and checks the sink's answer.
+    pub fn raw_send(args: &[String]) -> ExitCode {
+        let (Some(to), Some(file)) = (
+            arg(args, "--to").and_then(|s| s.parse::<SocketAddr>().ok()),
+            arg(args, "--file"),
+        ) else {
+            return usage();
+        };
+        let Ok(bytes) = std::fs::read(file) else {
+            eprintln!("raw-send: cannot read {file}");
+            return ExitCode::from(66);
+        };
+        let run = || -> Result<String, String> {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            s.write_all(&bytes).map_err(|e| e.to_string())?;
+            s.shutdown(std::net::Shutdown::Write)
+                .map_err(|e| e.to_string())?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+            Ok(answer.trim().to_string())
+        };
+        match run() {
+            Ok(answer) => {
+                let want = format!("len={} sum={:016x}", bytes.len(), fnv(&bytes));
+                let intact = answer.contains(&want);
+                let name_ok =
+                    arg(args, "--expect").is_none_or(|n| answer.starts_with(&format!("sink={n} ")));
+                println!("RAW {answer} intact={intact}");
+                if intact && name_ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                println!("RAW error {e}");
+                ExitCode::from(1)
+            }
+        }
     }
 
     struct Opts {
