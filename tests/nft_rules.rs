@@ -83,6 +83,6 @@ fn rendered_table_has_the_properties_the_data_path_needs() {
     assert!(t.contains("jhash ip saddr . tcp sport mod 2"));
     assert!(t.contains("jhash ip daddr . tcp dport mod 2"));
     // SYNPROXY sits in a later base chain than the queue (NF_ACCEPT resumes at the next chain).
-    assert!(t.contains("chain synproxy {\n\t\ttype filter hook input priority 0;"));
+    assert!(t.contains("chain syn_proxy {\n\t\ttype filter hook input priority 0;"));
     assert!(t.contains("chain client_to_binder {\n\t\ttype filter hook input priority -150;"));
 }

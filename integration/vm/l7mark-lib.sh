@@ -47,7 +47,7 @@ icp_caches_up() {
         rs_exec "$_r" sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 >/dev/null
         sysctl -q -w "net.ipv4.conf.$(rs_if "$_r").accept_local=1" >/dev/null
         bg_start "$L7M_RUN/$_r-icp.pid" "$L7M_RUN/$_r-icp.log" \
-            ip netns exec "$(rs_ns "$_r")" l7mark-testkit icp-server --listen "$VIP_L7:3130" \
+            "$L7M_IP" netns exec "$(rs_ns "$_r")" l7mark-testkit icp-server --listen "$VIP_L7:3130" \
             --name "$_r" --sender "$(rs_ip "$_r")"
     done
     for _r in $RS_ALL; do
@@ -181,7 +181,7 @@ EOF
 
 _tk_server() { # rsN PORT NAME
     bg_start "$L7M_RUN/$1-tk-$2.pid" "$L7M_RUN/$1-tk-$2.log" \
-        ip netns exec "$(rs_ns "$1")" l7mark-testkit http-server --listen "0.0.0.0:$2" --name "$3"
+        "$L7M_IP" netns exec "$(rs_ns "$1")" l7mark-testkit http-server --listen "0.0.0.0:$2" --name "$3"
 }
 
 binder_setup() {
@@ -195,7 +195,7 @@ binder_setup() {
     done
     for _r in rs1 rs2; do _tk_server "$_r" 81 "$_r-81"; _tk_server "$_r" 82 "$_r-82"; done
     bg_start "$L7M_RUN/rs2-sink.pid" "$L7M_RUN/rs2-sink.log" \
-        ip netns exec "$(rs_ns rs2)" l7mark-testkit tcp-sink --listen 0.0.0.0:4443 --name rs2-sink
+        "$L7M_IP" netns exec "$(rs_ns rs2)" l7mark-testkit tcp-sink --listen 0.0.0.0:4443 --name rs2-sink
     rs_tls_start rs3 443 || fail "TLS server rs3"
     rs_tls_start rs2 443 || fail "TLS server rs2"
     cat > binder-ipvs.conf <<EOF

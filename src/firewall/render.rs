@@ -306,8 +306,9 @@ pub fn ruleset(cfg: &Config, inputs: Inputs) -> Ruleset {
         "real servers' SYN-ACKs of L7 connections (before IPVS at 100)",
         fwd_q,
     );
+    // Not "synproxy": that is a keyword of nft's grammar and cannot name a chain.
     push(
-        "synproxy",
+        "syn_proxy",
         "input",
         PRIO_SYNPROXY,
         "SYNPROXY for L7 TCP services",

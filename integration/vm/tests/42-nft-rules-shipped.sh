@@ -10,7 +10,12 @@ need_bin l7mark-testkit
 
 step "every shipped ruleset passes nft -c and loads"
 nft -f - <<EOF || fail "operator's own table"
-table ip operator { chain pre { type filter hook prerouting priority 0; policy accept; counter comment "theirs" } }
+table ip operator {
+    chain pre {
+        type filter hook prerouting priority 0; policy accept;
+        counter comment "theirs"
+    }
+}
 EOF
 for f in "$L7M_REPO"/nft-rules/*.nft; do
     check "nft -c -f $(basename "$f")" nft -c -f "$f"
@@ -19,7 +24,7 @@ for f in "$L7M_REPO"/nft-rules/*.nft; do
 done
 chains=$(nft list table inet l7mark | awk '$1 == "chain" {print $2}' | tr '\n' ' ')
 expect_eq "the last loaded (l7mark-full) defines l7mark's chains" "$chains" \
-    "raw_prerouting classify_prerouting synack_window hold_server_syn client_to_binder server_synack synproxy "
+    "raw_prerouting classify_prerouting synack_window hold_server_syn client_to_binder server_synack syn_proxy "
 check "loading twice replaces, never duplicates" sh -c \
     "nft -f $L7M_REPO/nft-rules/l7mark-full.nft && [ \$(nft list table inet l7mark | grep -c 'synproxy mss') = 2 ]"
 
