@@ -15,7 +15,8 @@ need_bin l7mark-testkit
 icp_caches_up
 icp_ipvs_services
 icp_rules > rules.json
-ICP_QUEUE_MAXLEN=8 icp_config > l7mark.toml
+icp_config > l7mark.toml
+ICP_QUEUE_MAXLEN=8 icp_config > l7mark-small.toml
 l7mark_start l7mark.toml || fatal "l7mark did not start"
 urls=$(icp_urls 20)
 # shellcheck disable=SC2086
@@ -57,7 +58,9 @@ expect_eq "after the restart classification resumes (per-URL owners)" "$(icp_mis
 wait $spid
 expect_eq "the background stream lost no query across kill and restart" "$(grep -c '^REPLY' stream.txt)" 60
 
-step "queue overload: stopped daemon, queue length 8, 40 queries -> fail-open"
+step "queue overload: stopped daemon, queue length 8, 42 queries -> fail-open"
+l7mark_stop
+l7mark_start l7mark-small.toml || fatal "start with max_len 8"
 kill -STOP "$(cat "$L7MARK_PID")"
 # shellcheck disable=SC2086
 client_exec l7mark-testkit icp-query --to "$VIP_L7:3130" --bind "$CLIENT_IP:3130" --timeout-ms 3000 $urls $urls > r4.txt &
