@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub digest: u64,
     /// Hits per rule, index = rule index. Counters of a rule id survive table swaps.
     pub hits: Vec<Arc<AtomicU64>>,
+    /// When this version was published (the last swap time in metrics and health).
+    pub published_at: SystemTime,
 }
 
 impl Snapshot {
@@ -39,6 +41,17 @@ impl Snapshot {
     /// before a restart fail `If-Match` unless the document is the same.
     pub fn etag(&self) -> String {
         format!("\"{}-{:016x}\"", self.version, self.digest)
+    }
+
+    /// Whether an `If-Match` header value names this version: `*`, or a comma-separated list of
+    /// entity tags one of which is [`Snapshot::etag`] (strong comparison, RFC 9110 §13.1.1: a
+    /// weak tag `W/"…"` never matches).
+    pub fn matches(&self, if_match: &str) -> bool {
+        let current = self.etag();
+        if_match
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag == current)
     }
 }
 
@@ -125,25 +138,41 @@ impl RuleStore {
     }
 
     /// Apply `change` to the current document and commit the result: validate in full, persist
-    /// atomically, publish. `if_match` is an entity tag the current version must have.
+    /// atomically, publish. `if_match` is an `If-Match` value the current version must match
+    /// (see [`Snapshot::matches`]).
     pub fn update(
         &self,
         if_match: Option<&str>,
         metrics: Option<&Metrics>,
         change: impl FnOnce(&RulesDoc) -> Result<RulesDoc, StoreError>,
     ) -> Result<Arc<Snapshot>, StoreError> {
+        self.update_table(if_match, metrics, |cur, opts| {
+            let doc = change(cur)?;
+            Ok(Table::compile(&doc, opts)?)
+        })
+    }
+
+    /// Like [`RuleStore::update`], for a change that compiles the new table itself (e.g. with
+    /// [`Table::from_json`], which lists problems of shape and values together). The table's
+    /// [`Table::doc`] is what gets persisted.
+    pub fn update_table(
+        &self,
+        if_match: Option<&str>,
+        metrics: Option<&Metrics>,
+        change: impl FnOnce(&RulesDoc, &ValidateOptions) -> Result<Table, StoreError>,
+    ) -> Result<Arc<Snapshot>, StoreError> {
         let started = Instant::now();
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let cur = self.current.load_full();
         if let Some(tag) = if_match {
-            if tag.trim() != "*" && tag.trim() != cur.etag() {
+            if !cur.matches(tag) {
                 return Err(StoreError::Stale {
                     current: cur.etag(),
                 });
             }
         }
-        let doc = change(cur.table.doc())?;
-        let table = Table::compile(&doc, &self.opts)?;
+        let table = change(cur.table.doc(), &self.opts)?;
+        let doc = table.doc().clone();
         write_atomically(&self.path, doc.to_json_pretty().as_bytes()).map_err(|source| {
             StoreError::Io {
                 path: self.path.clone(),
@@ -193,6 +222,7 @@ fn publishable(w: &mut Writer, table: Table, doc: &RulesDoc) -> Snapshot {
         table,
         version,
         hits,
+        published_at: SystemTime::now(),
     }
 }
 
