@@ -76,6 +76,9 @@ pub enum Command {
         /// Print it as a replacing transaction (create, delete, define) for `nft -f`.
         #[arg(long)]
         replace: bool,
+        /// Take the default mark from this rules document instead of the config's rules_file.
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
     /// Run the daemon.
     #[command(
@@ -134,7 +137,11 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             proto,
             payload,
         } => explain(&rules, proto, &payload),
-        Command::Nft { config, replace } => nft(&config, replace),
+        Command::Nft {
+            config,
+            replace,
+            rules,
+        } => nft(&config, replace, rules.as_deref()),
         Command::Run { config } => crate::daemon::run_cli(&config),
     }
 }
@@ -207,13 +214,13 @@ fn explain(rules: &Path, proto: PayloadProto, payload: &Path) -> ExitCode {
     }
 }
 
-fn nft(config: &Path, replace: bool) -> ExitCode {
+fn nft(config: &Path, replace: bool, rules: Option<&Path>) -> ExitCode {
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let table = match load_table(
-        &cfg.rules_file,
+        rules.unwrap_or(&cfg.rules_file),
         &ValidateOptions {
             mark_range: Some(cfg.mark_range.clone()),
         },

@@ -252,6 +252,10 @@ pub struct BinderFile {
     /// SYNPROXY's options towards clients: must match what the real servers negotiate.
     #[serde(default)]
     pub synproxy: SynproxyFile,
+    /// Refuse to start unless IPVS is loaded with `net.ipv4.vs.conntrack=1` (default true).
+    /// Only the host-kernel test lab, where nf_nat stands in for IPVS, sets it false.
+    #[serde(default = "default_true")]
+    pub require_ipvs: bool,
 }
 
 impl Default for BinderFile {
@@ -266,6 +270,7 @@ impl Default for BinderFile {
             max_total_bytes: default_total_bytes(),
             max_flows: default_max_flows(),
             synproxy: SynproxyFile::default(),
+            require_ipvs: true,
         }
     }
 }

@@ -39,6 +39,9 @@ pub fn preflight(cfg: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     if cfg.tcp_services().next().is_some() {
         for (path, want, why) in TCP_SYSCTLS {
+            if !cfg.binder.require_ipvs && path.contains("/vs/") {
+                continue;
+            }
             match std::fs::read_to_string(path) {
                 Ok(v) if v.trim() == *want => {}
                 Ok(v) => problems.push(format!(
@@ -80,8 +83,10 @@ pub fn run_cli(config: &Path) -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("L7MARK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -494,7 +494,12 @@ proptest! {
         byte in any::<u8>(),
     ) {
         // Mutate one byte of a real fixture: deep paths, not just early rejections.
-        let names = ["curl_big_cookie.http", "tls_chrome_pq.bin", "icp_query.bin", "ipv6_tcp_ext_tls.bin"];
+        let names = [
+            "curl_big_cookie.http",
+            "tls_chrome_pq.bin",
+            "icp_query.bin",
+            "ipv6_tcp_ext_tls.bin",
+        ];
         let mut buf = fixture(names[idx]);
         let len = buf.len();
         buf[pos % len] = byte;

@@ -6,6 +6,12 @@
 //!   tell which cache answered; it logs every query to stdout.
 //! - `icp-query`: sends ICP queries for the given URLs from ONE source socket (as Squid does) and
 //!   prints `url reqnum answered-by` per reply; exits non-zero if any query stays unanswered.
+//! - `icp-encode URL`: writes one ICP query datagram to stdout (for `l7mark explain`).
+//! - `http-server`: answers every request with `served-by=NAME host=H len=N sum=S` where `sum` is
+//!   an FNV-1a hash of the whole request as received (head and body), so a client can prove its
+//!   request arrived intact; `GET /big?n=N` returns N deterministic bytes instead.
+//! - `http-load`: opens N connections (C at a time), checks every answer (status, the request
+//!   hash echo, big bodies byte by byte) and prints which server answered and the latencies.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
@@ -17,9 +23,32 @@ use l7mark::proto::icp::{self, IcpBody, Opcode};
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  l7mark-testkit icp-server --listen IP:PORT --name NAME [--sender IP]\n  \
-         l7mark-testkit icp-query --to IP:PORT [--bind IP:PORT] [--timeout-ms N] URL..."
+         l7mark-testkit icp-query --to IP:PORT [--bind IP:PORT] [--timeout-ms N] URL...\n  \
+         l7mark-testkit icp-encode URL\n  \
+         l7mark-testkit http-server --listen IP:PORT --name NAME\n  \
+         l7mark-testkit http-load --to IP:PORT --host HOST [--n N] [--concurrency C] [--expect NAME]\n    \
+         [--pad BYTES] [--post BYTES] [--big N] [--idle-ms MS] [--sport PORT] [--timeout-ms MS]"
     );
     ExitCode::from(64)
+}
+
+fn icp_encode(args: &[String]) -> ExitCode {
+    let Some(url) = args.first() else {
+        return usage();
+    };
+    match icp::encode_query(1, Ipv4Addr::UNSPECIFIED, url) {
+        Ok(q) => {
+            use std::io::Write as _;
+            if std::io::stdout().write_all(&q).is_err() {
+                return ExitCode::from(74);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("icp-encode: {e}");
+            ExitCode::from(65)
+        }
+    }
 }
 
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -34,6 +63,9 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("icp-server") => icp_server(&args[1..]),
         Some("icp-query") => icp_query(&args[1..]),
+        Some("icp-encode") => icp_encode(&args[1..]),
+        Some("http-server") => http::server(&args[1..]),
+        Some("http-load") => http::load(&args[1..]),
         _ => usage(),
     }
 }
@@ -167,5 +199,300 @@ fn icp_query(args: &[String]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+mod http {
+    //! A tiny HTTP/1.0-style server and load client for the integration tests (std threads only).
+
+    use std::collections::BTreeMap;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::process::ExitCode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::{arg, usage};
+
+    /// FNV-1a, 64 bit: cheap and good enough to prove "these exact bytes arrived".
+    pub fn fnv(bytes: &[u8]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// Byte `i` of a `/big` body.
+    fn big_byte(i: usize) -> u8 {
+        u8::try_from((i * 7 + 3) % 251).unwrap_or(0)
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    pub fn server(args: &[String]) -> ExitCode {
+        let (Some(listen), Some(name)) = (arg(args, "--listen"), arg(args, "--name")) else {
+            return usage();
+        };
+        let l = match TcpListener::bind(listen) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("http-server {name}: bind {listen}: {e}");
+                return ExitCode::from(71);
+            }
+        };
+        println!("http-server {name} listening on {listen}");
+        let name = Arc::new(name.to_string());
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let name = Arc::clone(&name);
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 65536];
+                let head_end = loop {
+                    if let Some(i) = find(&buf, b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+                    }
+                };
+                let head = String::from_utf8_lossy(buf.get(..head_end).unwrap_or(&[])).into_owned();
+                let clen: usize = header(&head, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + clen {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+                    }
+                }
+                let req = buf.get(..head_end + clen).unwrap_or(&buf);
+                let host = header(&head, "host").unwrap_or("-").to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let body: Vec<u8> = match target
+                    .strip_prefix("/big?n=")
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    Some(n) => (0..n).map(big_byte).collect(),
+                    None => format!(
+                        "served-by={name} host={host} len={} sum={:016x}\n",
+                        req.len(),
+                        fnv(req)
+                    )
+                    .into_bytes(),
+                };
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Served-By: {name}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes());
+                let _ = s.write_all(&body);
+            });
+        }
+        ExitCode::SUCCESS
+    }
+
+    struct Opts {
+        to: SocketAddr,
+        host: String,
+        pad: usize,
+        post: usize,
+        big: usize,
+        idle: Duration,
+        sport: Option<u16>,
+        timeout: Duration,
+    }
+
+    /// One request on a new connection: Ok(server name) or Err(why).
+    fn one(o: &Opts, i: usize) -> Result<String, String> {
+        let s = match o.sport {
+            Some(p) => {
+                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .map_err(|e| e.to_string())?;
+                sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+                let local: SocketAddr = ([0, 0, 0, 0], p).into();
+                sock.bind(&local.into())
+                    .map_err(|e| format!("bind {p}: {e}"))?;
+                sock.connect_timeout(&o.to.into(), o.timeout)
+                    .map_err(|e| format!("connect: {e}"))?;
+                TcpStream::from(sock)
+            }
+            None => {
+                TcpStream::connect_timeout(&o.to, o.timeout).map_err(|e| format!("connect: {e}"))?
+            }
+        };
+        let mut s = s;
+        s.set_read_timeout(Some(o.timeout))
+            .map_err(|e| e.to_string())?;
+        if !o.idle.is_zero() {
+            std::thread::sleep(o.idle);
+        }
+        let target = if o.big > 0 {
+            format!("/big?n={}", o.big)
+        } else {
+            format!("/r{i}")
+        };
+        let method = if o.post > 0 { "POST" } else { "GET" };
+        let mut req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: l7mark-testkit\r\n",
+            o.host
+        );
+        if o.pad > 0 {
+            req.push_str("X-Pad: ");
+            req.extend(std::iter::repeat_n('p', o.pad));
+            req.push_str("\r\n");
+        }
+        let body: Vec<u8> = (0..o.post).map(|k| b"0123456789abcdef"[k % 16]).collect();
+        if o.post > 0 {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("Connection: close\r\n\r\n");
+        let mut full = req.into_bytes();
+        full.extend_from_slice(&body);
+        s.write_all(&full).map_err(|e| format!("send: {e}"))?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp)
+            .map_err(|e| format!("recv: {e} after {} bytes", resp.len()))?;
+        let head_end = find(&resp, b"\r\n\r\n").ok_or("no response head")? + 4;
+        let head = String::from_utf8_lossy(resp.get(..head_end).unwrap_or(&[])).into_owned();
+        if !head.starts_with("HTTP/1.1 200") {
+            return Err(format!("status: {}", head.lines().next().unwrap_or("")));
+        }
+        let name = header(&head, "x-served-by").unwrap_or("?").to_string();
+        let rbody = resp.get(head_end..).unwrap_or(&[]);
+        let clen: usize = header(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX);
+        if rbody.len() != clen {
+            return Err(format!("body {} bytes, Content-Length {clen}", rbody.len()));
+        }
+        if o.big > 0 {
+            if let Some(k) = rbody
+                .iter()
+                .enumerate()
+                .position(|(k, &b)| b != big_byte(k))
+            {
+                return Err(format!("big body differs at byte {k}"));
+            }
+        } else {
+            let text = String::from_utf8_lossy(rbody);
+            let want = format!("len={} sum={:016x}", full.len(), fnv(&full));
+            if !text.contains(&want) {
+                return Err(format!(
+                    "request not intact: sent {want}, server saw {}",
+                    text.trim()
+                ));
+            }
+        }
+        Ok(name)
+    }
+
+    pub fn load(args: &[String]) -> ExitCode {
+        let (Some(to), Some(host)) = (
+            arg(args, "--to").and_then(|s| s.parse::<SocketAddr>().ok()),
+            arg(args, "--host"),
+        ) else {
+            return usage();
+        };
+        let num = |k: &str, d: usize| arg(args, k).and_then(|s| s.parse().ok()).unwrap_or(d);
+        let n = num("--n", 1);
+        let c = num("--concurrency", 1).max(1);
+        let expect = arg(args, "--expect").map(str::to_string);
+        let o = Arc::new(Opts {
+            to,
+            host: host.to_string(),
+            pad: num("--pad", 0),
+            post: num("--post", 0),
+            big: num("--big", 0),
+            idle: Duration::from_millis(num("--idle-ms", 0) as u64),
+            sport: arg(args, "--sport").and_then(|s| s.parse().ok()),
+            timeout: Duration::from_millis(num("--timeout-ms", 10_000) as u64),
+        });
+        let next = Arc::new(AtomicUsize::new(0));
+        let results = Arc::new(Mutex::new((
+            BTreeMap::<String, usize>::new(),
+            Vec::new(),
+            Vec::new(),
+        )));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..c)
+            .map(|_| {
+                let (o, next, results) = (Arc::clone(&o), Arc::clone(&next), Arc::clone(&results));
+                std::thread::spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        let t0 = Instant::now();
+                        let r = one(&o, i);
+                        let dt = t0.elapsed();
+                        if let Ok(mut g) = results.lock() {
+                            match r {
+                                Ok(name) => {
+                                    *g.0.entry(name).or_default() += 1;
+                                    g.1.push(dt);
+                                }
+                                Err(e) => g.2.push(format!("#{i}: {e}")),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            let _ = w.join();
+        }
+        let wall = started.elapsed();
+        let Ok(g) = results.lock() else {
+            return ExitCode::from(70);
+        };
+        let (servers, mut lat, errors) = (&g.0, g.1.clone(), &g.2);
+        lat.sort();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        let ok: usize = servers.values().sum();
+        let wrong = match &expect {
+            Some(e) => servers
+                .iter()
+                .filter(|(k, _)| *k != e)
+                .map(|(_, v)| v)
+                .sum(),
+            None => 0,
+        };
+        let dist: Vec<String> = servers.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        println!(
+            "LOAD host={host} n={n} c={c} ok={ok} errors={} wrong={wrong} servers={} p50={:.2}ms p99={:.2}ms max={:.2}ms rate={:.0}/s",
+            errors.len(),
+            dist.join(","),
+            pct(0.5),
+            pct(0.99),
+            lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            ok as f64 / wall.as_secs_f64().max(1e-9)
+        );
+        for e in errors.iter().take(10) {
+            println!("ERROR {e}");
+        }
+        if errors.is_empty() && wrong == 0 && ok == n {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
     }
 }

@@ -480,11 +480,9 @@ impl Binder {
                     }
                 }
             }
-            out.push(Action::Accept {
-                id,
-                mark: None,
-                done: false,
-            });
+            // Unknown or bound: nothing to reset on the server side, and SYNPROXY must not take
+            // an RST|ACK for a cookie ACK (nft's synproxy has no FIN/RST filter).
+            out.push(Action::Drop { id });
             return;
         }
         let isn_if_first = seg.seq.wrapping_sub(1);

@@ -86,7 +86,8 @@ pub fn start(
                     // Client packets of a flow whose server side is half-open must never reach
                     // IPVS untranslated: that queue drops rather than fails open.
                     fail_open: cfg.queues.fail_open && kind != QueueKind::PreSeqadj,
-                    conntrack: kind != QueueKind::Datagram,
+                    // The event kind is explicit in the queue number; the binder needs no ct info.
+                    conntrack: false,
                 };
                 (cfg.queue_num(kind, w), opts)
             })

@@ -163,7 +163,8 @@ pub fn ruleset(cfg: &Config, inputs: Inputs) -> Ruleset {
                     ),
                 });
                 in_q.push(Rule {
-                    matches: format!("{svc} ct state invalid tcp flags & (syn|rst|ack) == ack"),
+                    // RSTs too: the binder forgets a flow the client gave up on.
+                    matches: format!("{svc} ct state invalid tcp flags & syn == 0"),
                     action: queue_stmt(cfg, QueueKind::ClientInvalid, Some(by_client_src), true),
                     why: format!(
                         "{}: the cookie ACK and the client's first data (conntrack INVALID until \

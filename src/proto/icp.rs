@@ -1,7 +1,7 @@
 //! ICP, the Internet Cache Protocol version 2 (RFC 2186), as Squid speaks it.
 //!
-//! Each ICP message is exactly one UDP datagram (RFC 2186 §2: "ICP messages are sent as UDP
-//! datagrams"), so [`parse`] takes one datagram payload. The key for classification is the URL of
+//! ICP runs over UDP and each message is exactly one datagram (RFC 2186 §1-§2), so [`parse`]
+//! takes one datagram payload. The key for classification is the URL of
 //! an `ICP_OP_QUERY` (which cache has, or should fetch, this URL); replies carry the same URL.
 //!
 //! # Decisions

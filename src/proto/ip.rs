@@ -153,7 +153,7 @@ pub enum IpError {
     #[error("more than {MAX_EXT_HEADERS} IPv6 extension headers")]
     TooManyExtensionHeaders,
     /// A hop-by-hop options header that does not immediately follow the IPv6 header
-    /// (RFC 8200 §4.3: it is only allowed there).
+    /// (RFC 8200 §4.1: it is only allowed there).
     #[error("IPv6 hop-by-hop options header not directly after the fixed header")]
     MisplacedHopByHop,
     /// An IPv6 extension header that runs past the payload length.
@@ -432,8 +432,8 @@ fn parse_v6(buf: &[u8]) -> Result<L3<'_>, IpError> {
                 if count > MAX_EXT_HEADERS {
                     return Err(IpError::TooManyExtensionHeaders);
                 }
-                // RFC 8200 §4.3: "The Hop-by-Hop Options header ... MUST immediately follow
-                // the IPv6 header".
+                // RFC 8200 §4.1: the Hop-by-Hop Options header may only appear immediately
+                // after the IPv6 header.
                 if next == PROTO_HOPOPT && count != 1 {
                     return Err(IpError::MisplacedHopByHop);
                 }

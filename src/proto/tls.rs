@@ -13,8 +13,9 @@
 //! "a single message MAY be fragmented across several records"); the reader walks the records
 //! and reads the handshake bytes as one stream, without copying them.
 //!
-//! With Encrypted Client Hello (RFC 9849, extension 0xfe0d) the outer ClientHello carries the
-//! client-facing server's public name in `server_name`; that public name is what is returned.
+//! With Encrypted Client Hello (draft-ietf-tls-esni, extension 0xfe0d) the outer ClientHello
+//! carries the client-facing server's public name in `server_name`; that public name is what is
+//! returned.
 //!
 //! # Rejections
 //! A first record that is not a handshake, a record version whose major byte is not 3, a record
@@ -36,9 +37,9 @@ const RECORD_HEADER_LEN: usize = 5;
 const RECORD_VERSION_MAJOR: usize = 1;
 /// Offset of the record `length`.
 const RECORD_LENGTH: usize = 3;
-/// RFC 8446 §5.1: "The length MUST NOT exceed 2^14 bytes" for plaintext; l7mark allows the 256
-/// extra bytes RFC 8446 §5.2 grants to TLSInnerPlaintext so that an oddly padded sender is not
-/// refused, but nothing beyond.
+/// RFC 8446 §5.1: "The length MUST NOT exceed 2^14 bytes" for plaintext records. l7mark
+/// tolerates the 256 extra bytes that RFC 8446 §5.2 allows a protected record (2^14 + 256), so
+/// that a sloppy sender is not refused for a few bytes, but nothing beyond.
 pub const MAX_RECORD_LEN: usize = (1 << 14) + 256;
 /// The major byte of every TLS/SSL3 version.
 const VERSION_MAJOR: u8 = 3;
