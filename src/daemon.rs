@@ -1,5 +1,6 @@
-//! `l7mark run`: start-up in a fixed order (config, rules, kernel preflight, nft, queues, API),
-//! a signal loop, and a clean stop that verdicts what the workers hold before the table goes.
+//! `l7mark run`: start-up in a fixed order (config, rules, kernel preflight, API socket and token,
+//! queues, nft, API server), a signal loop (SIGHUP reloads through the [`Controller`]), and a
+//! clean stop: API first, then the workers verdict what they hold, then the nft table goes.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -122,10 +123,12 @@ fn run(cfg: Config) -> Result<(), (u8, String)> {
 
     // The API socket and token first: a taken port or an unreadable token file stops start-up
     // before any queue is bound or nft rule steers traffic.
-    let listener =
-        BoundListener::bind(&cfg.api_listen).map_err(|e| (exit::SOFTWARE, source_chain_of(&e)))?;
+    // (A unix socket left behind by a later start-up failure is harmless: the next start
+    // replaces it.)
     let auth = api::auth::Auth::from_config(&cfg.file.api, &cfg.api_listen)
         .map_err(|e| (exit::USAGE, source_chain_of(&e)))?;
+    let listener =
+        BoundListener::bind(&cfg.api_listen).map_err(|e| (exit::SOFTWARE, source_chain_of(&e)))?;
 
     let metrics = Arc::new(Metrics::default());
     let shared = Arc::new(Shared {

@@ -188,6 +188,15 @@ fn env_with(rules_json: &str, manage: bool) -> Env {
     }
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Keep the files of a failed test for a look.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 fn env() -> Env {
     env_with(RULES, true)
 }
@@ -489,23 +498,25 @@ async fn add_get_put_delete_one_rule() {
     assert_eq!(&on_disk, e.controller.snapshot().table.doc());
 }
 
+/// name, method, path, content type, body, status, code, message fragment
+type BadBody = (
+    &'static str,
+    Method,
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+    &'static str,
+);
+
 #[tokio::test]
 async fn every_kind_of_bad_body_is_refused_with_a_clear_error_and_changes_nothing() {
     let e = env();
     let app = e.app();
     let before = std::fs::read(&e.rules).unwrap();
     let version = e.controller.snapshot().version;
-    let cases: Vec<(
-        &str,
-        Method,
-        &str,
-        Option<&str>,
-        Vec<u8>,
-        StatusCode,
-        &str,
-        &str,
-    )> = vec![
-        // name, method, path, content type, body, status, code, message fragment
+    let cases: Vec<BadBody> = vec![
         (
             "empty",
             Method::PUT,
@@ -808,9 +819,12 @@ async fn garbage_never_panics_or_500s() {
     ];
     let mut bodies: Vec<Vec<u8>> = (0..300)
         .map(|_| {
-            let n = (next() % 40) as usize;
+            let n = usize::try_from(next() % 40).unwrap();
             (0..n)
-                .flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].to_vec())
+                .flat_map(|_| {
+                    let i = usize::try_from(next() % pieces.len() as u64).unwrap();
+                    pieces[i].to_vec()
+                })
                 .collect()
         })
         .collect();

@@ -19,7 +19,7 @@
 //! - `nft_table`: with `[nft] manage = true`, l7mark's table is loaded and carries the current
 //!   default mark (the last apply did not fail). Skipped with `manage = false`.
 //! - `ipvs`: `/proc/net/ip_vs` has an fwmark service for every mark the rules can yield
-//!   ([`Table::marks_used`]: default, rule marks, hash lists). Fail when one is missing, or when a
+//!   ([`crate::rules::Table::marks_used`]: default, rule marks, hash lists). Fail when one is missing, or when a
 //!   mark reachable from an HTTP/TLS service has a real server that is not `Masq` (the TCP binder
 //!   needs NAT). Warn when a service has no real server with weight > 0, when an ICP-only mark's
 //!   real servers do not use the ICP service's `forwarding`, or when an ICP-only mark of a

@@ -156,16 +156,17 @@ pub fn router(state: ApiState) -> Router {
             ApiError::MethodNotAllowed(m.to_string())
         })
         .with_state(state)
-        .layer(CatchPanicLayer::custom(
-            |panic: Box<dyn std::any::Any + Send>| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into());
-                ApiError::Internal(format!("the handler panicked: {what}")).into_response()
-            },
-        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// A panicking handler answers 500 with the usual error JSON (the connection survives).
+fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into());
+    ApiError::Internal(format!("the handler panicked: {what}")).into_response()
 }
 
 // === request helpers ===
@@ -449,7 +450,33 @@ async fn serve(listener: BoundListener, app: Router, stop: oneshot::Receiver<()>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use tower::ServiceExt as _;
+
+    async fn boom() -> &'static str {
+        panic!("kaboom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_json() {
+        let app: Router = Router::new()
+            .route("/boom", get(boom))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let resp = app
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["code"], "internal");
+        assert!(j["error"].as_str().unwrap().contains("kaboom"));
+    }
 
     #[test]
     fn json_content_types() {

@@ -107,6 +107,7 @@ fn digest(doc: &RulesDoc) -> u64 {
 impl RuleStore {
     /// Load and validate the rules file; nothing is published if it is invalid.
     pub fn open(path: &Path, opts: ValidateOptions) -> Result<RuleStore, StoreError> {
+        remove_stale_temp_files(path);
         let doc = read_doc(path)?;
         let table = Table::compile(&doc, &opts)?;
         let mut w = Writer {
@@ -234,10 +235,8 @@ fn read_doc(path: &Path) -> Result<RulesDoc, StoreError> {
     Ok(RulesDoc::from_json(&bytes)?)
 }
 
-/// Write `bytes` to `path` so that a crash leaves either the old or the new file: a temp file in
-/// the same directory, fsync, rename over the target (atomic on POSIX), fsync of the directory so
-/// the rename itself is durable.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The directory and temp-file prefix [`write_atomically`] uses for `path`.
+fn temp_parts(path: &Path) -> (PathBuf, String) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -246,7 +245,30 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rules.json".into());
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    (dir, format!(".{name}.tmp."))
+}
+
+/// Remove temp files a killed process left half-written next to `path` (a crash between
+/// create and rename leaves one; it is never read, but they would pile up). Best effort.
+fn remove_stale_temp_files(path: &Path) {
+    let (dir, prefix) = temp_parts(path);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            tracing::info!(file = %e.path().display(), "removing a temp file left by a crash");
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Write `bytes` to `path` so that a crash leaves either the old or the new file: a temp file in
+/// the same directory, fsync, rename over the target (atomic on POSIX), fsync of the directory so
+/// the rename itself is durable.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (dir, prefix) = temp_parts(path);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -259,4 +281,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn open_removes_temp_files_left_by_a_crash() {
+        let dir = std::env::temp_dir().join(format!("l7mark-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rules.json");
+        fs::write(&path, br#"{"default_mark": 1}"#).unwrap();
+        fs::write(dir.join(".rules.json.tmp.12345"), b"{\"default_m").unwrap();
+        fs::write(dir.join("other.json"), b"keep").unwrap();
+        let store = RuleStore::open(&path, ValidateOptions::default()).unwrap();
+        assert_eq!(store.snapshot().table.default_mark(), 1);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other.json", "rules.json"]);
+        // Etags: a list, `*`, and weak tags (never match).
+        let tag = store.snapshot().etag();
+        let snap = store.snapshot();
+        assert!(snap.matches(&tag));
+        assert!(snap.matches("*"));
+        assert!(snap.matches(&format!("\"0-0\", {tag}")));
+        assert!(!snap.matches(&format!("W/{tag}")));
+        assert!(!snap.matches("\"0-0\""));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
