@@ -278,6 +278,7 @@ mod tests {
             Auth::from_config(&api, &listen),
             Err(AuthError::Read { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
         assert!(is_local(&ApiListen::Unix("/run/x.sock".into())));
         assert!(is_local(&ApiListen::Tcp("[::1]:1".parse().unwrap())));
     }

@@ -422,7 +422,18 @@ mod tests {
         d
     }
 
-    fn setup(manage: bool) -> (Controller, Arc<FakeFw>, PathBuf) {
+    /// Removes the test's directory (kept when the test fails, for a look).
+    struct Cleanup(PathBuf);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn setup(manage: bool) -> (Controller, Arc<FakeFw>, PathBuf, Cleanup) {
         let dir = tempdir();
         let rules = dir.join("rules.json");
         std::fs::write(
@@ -451,7 +462,7 @@ mod tests {
             Arc::new(cfg),
             fw.clone(),
         );
-        (c, fw, rules)
+        (c, fw, rules, Cleanup(dir))
     }
 
     fn ids(c: &Controller) -> Vec<String> {
@@ -460,7 +471,7 @@ mod tests {
 
     #[test]
     fn add_put_delete_keep_order_and_persist() {
-        let (c, _, path) = setup(false);
+        let (c, _, path, _dir) = setup(false);
         c.execute(
             None,
             Command::Add(br#"{"id":"c","icp":true,"mark":112}"#.to_vec()),
@@ -485,7 +496,7 @@ mod tests {
 
     #[test]
     fn refusals_change_nothing() {
-        let (c, _, path) = setup(false);
+        let (c, _, path, _dir) = setup(false);
         let before = std::fs::read(&path).unwrap();
         let v = c.snapshot().version;
         let dup = c.execute(
@@ -533,7 +544,7 @@ mod tests {
 
     #[test]
     fn default_mark_change_reapplies_nft_and_failures_are_retried() {
-        let (c, fw, _) = setup(true);
+        let (c, fw, _, _dir) = setup(true);
         c.install_firewall().unwrap();
         assert_eq!(fw.applied.lock().unwrap().len(), 1);
         // Same default mark: no nft work.
@@ -569,7 +580,7 @@ mod tests {
 
     #[test]
     fn unmanaged_nft_is_never_touched() {
-        let (c, fw, _) = setup(false);
+        let (c, fw, _, _dir) = setup(false);
         c.install_firewall().unwrap();
         c.execute(
             None,
@@ -581,7 +592,7 @@ mod tests {
 
     #[test]
     fn reload_of_a_bad_file_keeps_the_table() {
-        let (c, _, path) = setup(false);
+        let (c, _, path, _dir) = setup(false);
         let v = c.snapshot().version;
         std::fs::write(&path, b"{\"default_mark\": 0}").unwrap();
         assert!(matches!(c.reload(), Err(StoreError::Invalid(_))));
@@ -591,7 +602,7 @@ mod tests {
 
     #[test]
     fn concurrent_conditional_changes_exactly_one_wins() {
-        let (c, _, _) = setup(false);
+        let (c, _, _, _dir) = setup(false);
         let c = Arc::new(c);
         let tag = c.snapshot().etag();
         let handles: Vec<_> = (0..8)
