@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::classify::{self, PayloadProto};
 use crate::config::Config;
 use crate::firewall;
-use crate::rules::{RulesDoc, Table, ValidateOptions};
+use crate::rules::{Table, ValidateOptions};
 
 /// Exit codes (sysexits.h).
 pub mod exit {
@@ -120,11 +120,9 @@ fn load_table(path: &Path, opts: &ValidateOptions) -> Result<Table, ExitCode> {
         eprintln!("l7mark: {}: {e}", path.display());
         ExitCode::from(exit::NOINPUT)
     })?;
-    let doc = RulesDoc::from_json(&bytes).map_err(|e| {
-        eprintln!("{e}");
-        ExitCode::from(exit::DATAERR)
-    })?;
-    Table::compile(&doc, opts).map_err(|e| {
+    // Shape and value problems together, in one list: the same function the REST API's 422
+    // answers come from, so `check` and the API report a document identically.
+    Table::from_json(&bytes, opts).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(exit::DATAERR)
     })

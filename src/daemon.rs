@@ -1,5 +1,6 @@
-//! `l7mark run`: start-up in a fixed order (config, rules, kernel preflight, nft, queues, API),
-//! a signal loop, and a clean stop that verdicts what the workers hold before the table goes.
+//! `l7mark run`: start-up in a fixed order (config, rules, kernel preflight, API socket and token,
+//! queues, nft, API server), a signal loop (SIGHUP reloads through the [`Controller`]), and a
+//! clean stop: API first, then the workers verdict what they hold, then the nft table goes.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,9 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::api::{self, ApiServer, ApiState, BoundListener};
 use crate::cli::{exit, load_config};
 use crate::config::Config;
 use crate::control::store::RuleStore;
+use crate::control::{Controller, FirewallSync, Nft};
 use crate::engine::{self, Shared};
 use crate::firewall;
 use crate::metrics::Metrics;
@@ -118,6 +121,15 @@ fn run(cfg: Config) -> Result<(), (u8, String)> {
         ));
     }
 
+    // The API socket and token first: a taken port or an unreadable token file stops start-up
+    // before any queue is bound or nft rule steers traffic.
+    // (A unix socket left behind by a later start-up failure is harmless: the next start
+    // replaces it.)
+    let auth = api::auth::Auth::from_config(&cfg.file.api, &cfg.api_listen)
+        .map_err(|e| (exit::USAGE, source_chain_of(&e)))?;
+    let listener =
+        BoundListener::bind(&cfg.api_listen).map_err(|e| (exit::SOFTWARE, source_chain_of(&e)))?;
+
     let metrics = Arc::new(Metrics::default());
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
@@ -129,18 +141,44 @@ fn run(cfg: Config) -> Result<(), (u8, String)> {
     // bound must stop start-up before any rule steers traffic to it.
     let workers = engine::start(&cfg, &shared)
         .map_err(|e| (exit::SOFTWARE, format!("{e}: {}", source_chain(&e))))?;
-    let mut default_mark = store.snapshot().table.default_mark();
+    let stop_workers = |workers: Vec<std::thread::JoinHandle<()>>| {
+        shared.shutdown.store(true, Relaxed);
+        for w in workers {
+            let _ = w.join();
+        }
+    };
+    let cfg = Arc::new(cfg);
+    // Every rule change — REST or SIGHUP — goes through the controller, which re-applies the nft
+    // table when the default mark (baked into the bypass/fail-open rules) changes.
+    let controller = Arc::new(Controller::new(
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        Arc::clone(&cfg),
+        Arc::new(Nft),
+    ));
     if cfg.nft.manage {
-        let rs = firewall::ruleset(&cfg, firewall::Inputs { default_mark });
-        if let Err(e) = firewall::apply(&rs) {
-            shared.shutdown.store(true, Relaxed);
-            for w in workers {
-                let _ = w.join();
-            }
+        if let Err(e) = controller.install_firewall() {
+            stop_workers(workers);
             return Err((exit::SOFTWARE, e.to_string()));
         }
         tracing::info!(table = %cfg.nft.table, "nft table applied");
     }
+    let api = match ApiServer::start(
+        listener,
+        ApiState::new(
+            Arc::clone(&controller),
+            shared.binder.clone(),
+            auth,
+            Arc::new(api::health::SystemProbe),
+        ),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            stop_workers(workers);
+            remove_table(&cfg);
+            return Err((exit::SOFTWARE, source_chain_of(&e)));
+        }
+    };
     tracing::info!(
         workers = cfg.queues.workers,
         services = cfg.services.len(),
@@ -150,24 +188,15 @@ fn run(cfg: Config) -> Result<(), (u8, String)> {
 
     loop {
         match signals.wait() {
-            Ok(Signal::SIGHUP) => match store.reload(Some(&metrics)) {
-                Ok(snap) => {
+            Ok(Signal::SIGHUP) => match controller.reload() {
+                Ok(done) => {
                     tracing::info!(
-                        version = snap.version,
-                        rules = snap.table.len(),
+                        version = done.snapshot.version,
+                        rules = done.snapshot.table.len(),
                         "rules reloaded"
                     );
-                    let dm = snap.table.default_mark();
-                    if cfg.nft.manage && dm != default_mark {
-                        match firewall::apply(&firewall::ruleset(
-                            &cfg,
-                            firewall::Inputs { default_mark: dm },
-                        )) {
-                            Ok(()) => default_mark = dm,
-                            Err(e) => {
-                                tracing::error!(error = %e, "nft update for the new default mark failed")
-                            }
-                        }
+                    if let FirewallSync::Failed(e) = done.firewall {
+                        tracing::error!(error = %e, "nft update for the new default mark failed");
                     }
                 }
                 Err(e) => tracing::error!("reload refused, keeping the current table: {e}"),
@@ -183,17 +212,26 @@ fn run(cfg: Config) -> Result<(), (u8, String)> {
         }
     }
 
-    shared.shutdown.store(true, Relaxed);
-    for w in workers {
-        let _ = w.join();
-    }
+    // The API first (no change can start after this), then the workers verdict what they hold,
+    // then the table goes.
+    api.stop();
+    stop_workers(workers);
+    remove_table(&cfg);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn remove_table(cfg: &Config) {
     if cfg.nft.manage {
         if let Err(e) = firewall::remove(&cfg.nft.table) {
             tracing::error!(error = %e, "could not remove the nft table");
         }
     }
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// `error: cause: cause` for start-up messages.
+fn source_chain_of(e: &dyn std::error::Error) -> String {
+    api::error::display_chain(e)
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -15,7 +15,9 @@
 //! - [`nfqueue`]: the thin NFQUEUE adapter (the only code touching the queue socket).
 //! - [`binder`]: TCP delayed binding with the kernel's SYNPROXY (pure state machine + glue).
 //! - [`engine`]: the verdict threads: one per worker, every packet gets exactly one verdict.
-//! - [`control`]: the control plane: the one owner of the rule table, swapped atomically.
+//! - [`control`]: the control plane: the one owner of the rule table, swapped atomically, and
+//!   the [`control::Controller`] every change (REST, SIGHUP) goes through.
+//! - [`api`]: the REST API (axum) on its own thread and runtime: rules, explain, metrics, health.
 //! - [`firewall`]: l7mark's nft table rendered as a value and applied in one transaction.
 //! - [`metrics`]: counters shared by the verdict threads, rendered for Prometheus.
 //! - [`daemon`]: `l7mark run`: start-up order, signals, clean stop.
@@ -23,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod binder;
 pub mod classify;
 pub mod cli;

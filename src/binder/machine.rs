@@ -138,8 +138,9 @@ pub struct Limits {
     pub max_flows: usize,
 }
 
-/// Counters (the I/O layer exports them).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters (the I/O layer exports them). `Serialize` lets the metrics endpoint export every
+/// field as `l7mark_binder_<field>_total` without a hand-kept list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Connections bound (server SYN-ACK seen, held data re-injected).
     pub bound: u64,

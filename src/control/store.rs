@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub digest: u64,
     /// Hits per rule, index = rule index. Counters of a rule id survive table swaps.
     pub hits: Vec<Arc<AtomicU64>>,
+    /// When this version was published (the last swap time in metrics and health).
+    pub published_at: SystemTime,
 }
 
 impl Snapshot {
@@ -39,6 +41,17 @@ impl Snapshot {
     /// before a restart fail `If-Match` unless the document is the same.
     pub fn etag(&self) -> String {
         format!("\"{}-{:016x}\"", self.version, self.digest)
+    }
+
+    /// Whether an `If-Match` header value names this version: `*`, or a comma-separated list of
+    /// entity tags one of which is [`Snapshot::etag`] (strong comparison, RFC 9110 §13.1.1: a
+    /// weak tag `W/"…"` never matches).
+    pub fn matches(&self, if_match: &str) -> bool {
+        let current = self.etag();
+        if_match
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag == current)
     }
 }
 
@@ -94,6 +107,7 @@ fn digest(doc: &RulesDoc) -> u64 {
 impl RuleStore {
     /// Load and validate the rules file; nothing is published if it is invalid.
     pub fn open(path: &Path, opts: ValidateOptions) -> Result<RuleStore, StoreError> {
+        remove_stale_temp_files(path);
         let doc = read_doc(path)?;
         let table = Table::compile(&doc, &opts)?;
         let mut w = Writer {
@@ -125,25 +139,41 @@ impl RuleStore {
     }
 
     /// Apply `change` to the current document and commit the result: validate in full, persist
-    /// atomically, publish. `if_match` is an entity tag the current version must have.
+    /// atomically, publish. `if_match` is an `If-Match` value the current version must match
+    /// (see [`Snapshot::matches`]).
     pub fn update(
         &self,
         if_match: Option<&str>,
         metrics: Option<&Metrics>,
         change: impl FnOnce(&RulesDoc) -> Result<RulesDoc, StoreError>,
     ) -> Result<Arc<Snapshot>, StoreError> {
+        self.update_table(if_match, metrics, |cur, opts| {
+            let doc = change(cur)?;
+            Ok(Table::compile(&doc, opts)?)
+        })
+    }
+
+    /// Like [`RuleStore::update`], for a change that compiles the new table itself (e.g. with
+    /// [`Table::from_json`], which lists problems of shape and values together). The table's
+    /// [`Table::doc`] is what gets persisted.
+    pub fn update_table(
+        &self,
+        if_match: Option<&str>,
+        metrics: Option<&Metrics>,
+        change: impl FnOnce(&RulesDoc, &ValidateOptions) -> Result<Table, StoreError>,
+    ) -> Result<Arc<Snapshot>, StoreError> {
         let started = Instant::now();
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let cur = self.current.load_full();
         if let Some(tag) = if_match {
-            if tag.trim() != "*" && tag.trim() != cur.etag() {
+            if !cur.matches(tag) {
                 return Err(StoreError::Stale {
                     current: cur.etag(),
                 });
             }
         }
-        let doc = change(cur.table.doc())?;
-        let table = Table::compile(&doc, &self.opts)?;
+        let table = change(cur.table.doc(), &self.opts)?;
+        let doc = table.doc().clone();
         write_atomically(&self.path, doc.to_json_pretty().as_bytes()).map_err(|source| {
             StoreError::Io {
                 path: self.path.clone(),
@@ -193,6 +223,7 @@ fn publishable(w: &mut Writer, table: Table, doc: &RulesDoc) -> Snapshot {
         table,
         version,
         hits,
+        published_at: SystemTime::now(),
     }
 }
 
@@ -204,10 +235,8 @@ fn read_doc(path: &Path) -> Result<RulesDoc, StoreError> {
     Ok(RulesDoc::from_json(&bytes)?)
 }
 
-/// Write `bytes` to `path` so that a crash leaves either the old or the new file: a temp file in
-/// the same directory, fsync, rename over the target (atomic on POSIX), fsync of the directory so
-/// the rename itself is durable.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The directory and temp-file prefix [`write_atomically`] uses for `path`.
+fn temp_parts(path: &Path) -> (PathBuf, String) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -216,7 +245,30 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rules.json".into());
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    (dir, format!(".{name}.tmp."))
+}
+
+/// Remove temp files a killed process left half-written next to `path` (a crash between
+/// create and rename leaves one; it is never read, but they would pile up). Best effort.
+fn remove_stale_temp_files(path: &Path) {
+    let (dir, prefix) = temp_parts(path);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            tracing::info!(file = %e.path().display(), "removing a temp file left by a crash");
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Write `bytes` to `path` so that a crash leaves either the old or the new file: a temp file in
+/// the same directory, fsync, rename over the target (atomic on POSIX), fsync of the directory so
+/// the rename itself is durable.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (dir, prefix) = temp_parts(path);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -229,4 +281,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn open_removes_temp_files_left_by_a_crash() {
+        let dir = std::env::temp_dir().join(format!("l7mark-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rules.json");
+        fs::write(&path, br#"{"default_mark": 1}"#).unwrap();
+        fs::write(dir.join(".rules.json.tmp.12345"), b"{\"default_m").unwrap();
+        fs::write(dir.join("other.json"), b"keep").unwrap();
+        let store = RuleStore::open(&path, ValidateOptions::default()).unwrap();
+        assert_eq!(store.snapshot().table.default_mark(), 1);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["other.json", "rules.json"]);
+        // Etags: a list, `*`, and weak tags (never match).
+        let tag = store.snapshot().etag();
+        let snap = store.snapshot();
+        assert!(snap.matches(&tag));
+        assert!(snap.matches("*"));
+        assert!(snap.matches(&format!("\"0-0\", {tag}")));
+        assert!(!snap.matches(&format!("W/{tag}")));
+        assert!(!snap.matches("\"0-0\""));
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
