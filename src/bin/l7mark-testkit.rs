@@ -597,7 +597,10 @@ mod http {
         let (servers, mut lat, errors) = (&g.0, g.1.clone(), &g.2);
         lat.sort();
         let pct = |p: f64| {
-            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            // p in 0..=1: the index is within 0..=len (the cast cannot truncate meaningfully).
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let i = (lat.len() as f64 * p) as usize;
+            lat.get(i.min(lat.len().saturating_sub(1)))
                 .map_or(0.0, |d| d.as_secs_f64() * 1e3)
         };
         let ok: usize = servers.values().sum();
