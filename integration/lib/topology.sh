@@ -195,14 +195,22 @@ rs_udp_start() {
         || { echo "UDP responder $1:$2 died:" >&2; cat "$L7M_RUN/$1-udp-$2.log" >&2; return 1; }
 }
 rs_udp_stop() { bg_stop "$L7M_RUN/$1-udp-$2.pid"; }
-# udp_queries NS SRCPORT DST PORT N [GAP=0.3]: N datagrams "q1".."qN" from ONE socket bound to
-# SRCPORT, GAP seconds apart; prints the answers one per line. The socket is unconnected, so answers
-# are accepted from any source address.
+# udp_queries NS SRCPORT DST PORT N: N datagrams "q1".."qN" from ONE socket bound to SRCPORT, in
+# lockstep (the next one leaves after the answer to the previous one, or after 3 s: "TIMEOUT qI");
+# prints the answers one per line. The socket is unconnected: answers are accepted from any address.
 udp_queries() {
-    _uq_ns=$1; _uq_sp=$2; _uq_dst=$3; _uq_dp=$4; _uq_n=$5; _uq_gap=${6:-0.3}
-    _uq_i=1
-    while [ "$_uq_i" -le "$_uq_n" ]; do echo "q$_uq_i"; sleep "$_uq_gap"; _uq_i=$((_uq_i + 1)); done \
-        | nsx "$_uq_ns" socat -t 1.5 - "UDP4-DATAGRAM:$_uq_dst:$_uq_dp,bind=:$_uq_sp,reuseaddr"
+    cat > "$L7M_RUN/udpq.sh" <<'EOS'
+i=1
+while [ "$i" -le "$1" ]; do
+    echo "q$i"
+    if read -t 3 ans; then echo "$ans" >> "$2"; else echo "TIMEOUT q$i" >> "$2"; fi
+    i=$((i + 1))
+done
+EOS
+    : > "$L7M_RUN/udpq.out"
+    nsx "$1" socat -T 30 "UDP4-DATAGRAM:$3:$4,bind=:$2,reuseaddr" \
+        "EXEC:$L7M_BUSYBOX sh $L7M_RUN/udpq.sh $5 $L7M_RUN/udpq.out" >&2
+    cat "$L7M_RUN/udpq.out"
 }
 
 # ---- up / down ----------------------------------------------------------------------------------

@@ -20,9 +20,9 @@
 #   L7MARK_VM_MEM=1024 L7MARK_VM_SMP=2   guest RAM (MiB) and CPUs
 #   L7MARK_VM_KPKG=linux-image-6.1.0-NN-amd64   kernel package (default: what linux-image-amd64 depends on)
 #   L7MARK_GUEST_BINS="a b"    host binaries copied (with their ldd libraries) to /usr/local/bin in the
-#                              guest; relative paths are relative to the repo. Default: target/release/l7mark
-#                              and target/release/l7mark-testkit, each only if it exists. Named but
-#                              missing -> error.
+#                              guest; relative paths are relative to the repo. Default: l7mark and
+#                              l7mark-testkit from ${CARGO_TARGET_DIR:-target}/release, each only if it
+#                              exists. Named but missing -> error.
 #   L7MARK_APT_NO_REMOVE=1     make apt-get refuse to remove packages
 set -euo pipefail
 
@@ -30,6 +30,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../lib/host.sh
 . "$REPO/integration/lib/host.sh"
+set -E
 trap 'log "ERROR: command failed at line $LINENO: $BASH_COMMAND"' ERR
 
 WORK=${L7MARK_VM_WORK:-$REPO/integration/work}
@@ -75,6 +76,8 @@ fi
 require_root
 T_START=$(date +%s.%N)
 mkdir -p "$WORK"
+exec 9> "$WORK/.lock"
+flock -n 9 || die "another integration/vm/run.sh is using $WORK (L7MARK_VM_WORK selects another)"
 
 # ---------------------------------------------------------------------------------------------
 # 1. host packages
@@ -82,7 +85,7 @@ mkdir -p "$WORK"
 GUEST_TOOLS=(ip nft ipvsadm conntrack tcpdump keepalived openssl curl socat)
 ensure_cmds qemu-system-x86_64:qemu-system-x86 busybox:busybox-static ipvsadm:ipvsadm nft:nftables \
     ip:iproute2 conntrack:conntrack tcpdump:tcpdump keepalived:keepalived openssl:openssl curl:curl \
-    socat:socat dpkg-deb:dpkg ldd:libc-bin gzip:gzip apt-get:apt
+    socat:socat dpkg-deb:dpkg ldd:libc-bin flock:util-linux apt-get:apt
 BUSYBOX=/bin/busybox
 
 # ---------------------------------------------------------------------------------------------
@@ -109,7 +112,7 @@ KROOT=$KDIR/$KPKG
 if [ ! -e "$KROOT/.l7mark-ready" ]; then
     mkdir -p "$KDIR/debs"
     # (as root into a dir _apt cannot write, apt warns "Download is performed unsandboxed": harmless)
-    dl() { (cd "$KDIR/debs" && { apt-get download -qq "$KPKG" 2>&1 | grep -v unsandboxed; true; }); }
+    dl() { (cd "$KDIR/debs" && { apt-get download -qq "$KPKG" 2>&1 | grep -v unsandboxed || true; }); }
     find_deb() { find "$KDIR/debs" -maxdepth 1 -name "${KPKG}_*.deb" | head -1; }
     deb=$(find_deb)
     if [ -z "$deb" ]; then
@@ -224,7 +227,8 @@ fi
 if [ -n "${L7MARK_GUEST_BINS+x}" ]; then
     read -r -a GBINS <<< "$L7MARK_GUEST_BINS"; GBINS_EXPLICIT=1
 else
-    GBINS=(target/release/l7mark target/release/l7mark-testkit); GBINS_EXPLICIT=0
+    tdir=${CARGO_TARGET_DIR:-$REPO/target}
+    GBINS=("$tdir/release/l7mark" "$tdir/release/l7mark-testkit"); GBINS_EXPLICIT=0
 fi
 O=$IDIR/overlay.root
 rm -rf "$O"; mkdir -p "$O/etc/l7mark-test/tls" "$O/usr/local/bin"
@@ -254,6 +258,7 @@ rm -rf "$RESULTS"; mkdir -p "$RESULTS/logs"
 } > "$RESULTS/run.conf"
 
 kvm_usable() {
+    echo "no /dev/kvm" > "$WORK/kvm-probe.err"
     [ -c /dev/kvm ] || return 1
     # paused qemu (-S) stays up if KVM with "-cpu host" initialises, and exits at once otherwise
     # (in a subshell, so that bash does not report the aborted qemu as a job)

@@ -33,7 +33,7 @@ else
     fail "rs_tls_start rs2"
 fi
 if rs_udp_start rs1 5353; then
-    expect_eq "UDP" "$(udp_queries "$NS_CLIENT" 40000 "$RS1_IP" 5353 2 0.2 | tr '\n' ' ')" "rs1 q1 rs1 q2 "
+    expect_eq "UDP" "$(udp_queries "$NS_CLIENT" 40000 "$RS1_IP" 5353 2 | tr '\n' ' ')" "rs1 q1 rs1 q2 "
 else
     fail "rs_udp_start rs1"
 fi

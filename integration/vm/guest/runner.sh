@@ -7,7 +7,8 @@
 #   runner.sh --reset         from the debug shell: reset the state, topology up
 #
 # Before every test the state is reset (see reset_state): every process but init and this runner
-# is killed, the netns topology is torn down and rebuilt, IPVS is cleared (services, timeouts),
+# is killed, the netns topology is torn down and rebuilt, IPVS is cleared (services, timeouts, and
+# the connection table: the ip_vs modules are reloaded),
 # the nft ruleset is flushed, conntrack is flushed, ip rules and the root netns' sysctls
 # (net.core, net.ipv4, net.ipv4.vs, net.netfilter, conf/{all,default,lo}) are restored to their
 # values at boot, and the six real-server httpds are started again.
@@ -29,8 +30,9 @@ L7M_TESTS=""; L7M_KEEP=0; L7M_TEST_TIMEOUT=300
 # shellcheck disable=SC1091
 [ -f "$L7M_RESULTS/run.conf" ] && . "$L7M_RESULTS/run.conf"
 
-MODULES="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_mh ip_vs_sed ip_vs_nq
- ip_vs_fo ip_vs_ovf ip_vs_lblc ip_vs_lblcr nf_conntrack nf_conntrack_netlink nf_tables nft_ct nft_queue
+IPVS_MODULES="ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_sh ip_vs_dh ip_vs_mh ip_vs_sed ip_vs_nq
+ ip_vs_fo ip_vs_ovf ip_vs_lblc ip_vs_lblcr"
+MODULES="$IPVS_MODULES nf_conntrack nf_conntrack_netlink nf_tables nft_ct nft_queue
  nfnetlink_queue nft_nat nft_chain_nat nft_masq nft_reject_inet nf_synproxy_core nft_synproxy xt_NFQUEUE
  veth"
 SNAP=/run/l7m-boot-sysctl.txt
@@ -112,6 +114,14 @@ reset_state() {
     topo_down
     _r2=$(uptime_s)
     ipvsadm -C || return 1
+    # "ipvsadm -C" leaves the connection table (entries, persistence templates) to expire on its
+    # own: if it is not empty, reload IPVS to start empty
+    if awk 'NR > 1 {found = 1} END {exit !found}' /proc/net/ip_vs_conn; then
+        # shellcheck disable=SC2046
+        rmmod $(awk '$1 ~ /^ip_vs_/ {print $1}' /proc/modules) ip_vs || return 1
+        # shellcheck disable=SC2086
+        modprobe -a $IPVS_MODULES || return 1
+    fi
     # shellcheck disable=SC2046
     ipvsadm --set $(cat /run/l7m-boot-ipvs-timeouts.txt) || return 1
     nft flush ruleset || return 1
@@ -128,7 +138,7 @@ reset_state() {
     mkdir -p "$L7M_RUN" /tmp/l7m-test
     _r4=$(uptime_s)
     topo_up || return 1
-    echo "reset: done at ${_r4}s: killed $_nk processes $_r0..${_r1}s, topo_down ..${_r2}s," \
+    echo "reset: ${_r0}s..$(uptime_s)s: killed $_nk processes ..${_r1}s, topo_down ..${_r2}s," \
         "ipvs/nft/conntrack/rules ..${_r3}s, sysctls ..${_r4}s, topo_up ..$(uptime_s)s"
 }
 
@@ -162,6 +172,7 @@ run_one() { # PATH -> prints the result line, appends it to results.txt; 0 = PAS
             echo "harness: test exit status $_rc$_why" >> "$_log"
         fi
     fi
+    cp "$L7M_RUN"/*.log "$L7M_RESULTS/artifacts/$_name/" 2>/dev/null   # real servers' logs
     _secs=$(awk -v a="$_t0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b - a}')
     sed "s/^/[$_name] /" "$_log"
     _line="TEST $_name: $_verdict (${_secs}s)$_why"

@@ -19,6 +19,15 @@ check "iproute2 ip (not the busybox applet) has netns support" sh -c '/bin/ip ne
 run ipvsadm -Ln
 check "/proc/net/ip_vs exists" test -r /proc/net/ip_vs
 
+step "host-built binaries (L7MARK_GUEST_BINS) in /usr/local/bin"
+n=0
+for b in /usr/local/bin/*; do
+    [ -f "$b" ] || continue
+    n=$((n + 1))
+    check "$b --version runs (its libraries are in the guest)" "$b" --version
+done
+[ "$n" = 0 ] && echo "(none: tests that need l7mark will fail)"
+
 step "topology"
 topo_show
 expect_eq "ip_forward on the director" "$(cat /proc/sys/net/ipv4/ip_forward)" 1
@@ -56,7 +65,24 @@ else
     fail "rs_tls_start rs1"
 fi
 if rs_udp_start rs3 5353; then
-    expect_eq "UDP query to rs3" "$(udp_queries "$NS_CLIENT" 40000 "$RS3_IP" 5353 1)" "rs3 q1"
+    expect_eq "UDP query to rs3" "$(udp_queries "$NS_CLIENT" 40000 "$RS3_IP" 5353 2 | tr '\n' ' ')" "rs3 q1 rs3 q2 "
 else
     fail "rs_udp_start rs3"
 fi
+
+step "debugging aid: nft monitor trace (integration/README.md)"
+nft -f - <<EOF || fail "nft trace table"
+table ip l7m_trace {
+    chain pre {
+        type filter hook prerouting priority raw; policy accept;
+        ip saddr $CLIENT_IP ip daddr $RS1_IP tcp dport 8080 meta nftrace set 1
+    }
+}
+EOF
+bg_start /run/l7m/trace.pid "$L7M_ARTIFACTS/nft-trace.txt" nft monitor trace
+sleep 1
+http_get "$NS_CLIENT" "http://$RS1_IP:8080/" > /dev/null || fail "GET for the trace"
+check "nft monitor trace shows the traced packets" \
+    wait_for 5 grep -q "trace id .* ip l7m_trace pre" "$L7M_ARTIFACTS/nft-trace.txt"
+bg_stop /run/l7m/trace.pid
+head -n 5 "$L7M_ARTIFACTS/nft-trace.txt"

@@ -61,6 +61,8 @@ printf 'service 130 udp nat rr ops\n    real 10.0.2.2:53\n' > natops.conf
 expect_eq "L7MARK_IPVS_ALLOW_NAT_OPS=1 turns udp nat ops into a warning" \
     "$(L7MARK_IPVS_ALLOW_NAT_OPS=1 "$L7MARK_IPVS" check natops.conf >/dev/null 2>&1; echo $?)" 0
 
+check "the shipped services.conf.example passes check" "$L7MARK_IPVS" check "$L7M_REPO/ipvs-scripts/services.conf.example"
+
 step "apply: changes, dry run, prune"
 cat > a.conf <<EOF
 service 110 tcp nat wrr weight 2
