@@ -32,6 +32,9 @@ pub const PRIO_WINDOW: i32 = -160;
 /// SYNPROXY itself, input hook: after the queue chain, before IPVS (99).
 pub const PRIO_SYNPROXY: i32 = 0;
 
+/// The seed of every `jhash` that spreads binder events over the workers: one seed for all.
+pub const JHASH_SEED: u32 = 0x6c37_6d6b;
+
 /// `IPS_SEQ_ADJUST` (`enum ip_conntrack_status`, bit 6): SYNPROXY has armed seqadj.
 /// nft 1.0.6 has no name for it, so the number is used.
 pub const IPS_SEQ_ADJUST: u32 = 0x40;
@@ -100,7 +103,12 @@ fn queue_stmt(cfg: &Config, kind: QueueKind, by: Option<&str>, bypass: bool) -> 
         (false, false) => "",
     };
     match by {
-        Some(key) if w > 1 => format!("queue {flags}to jhash {key} mod {w} offset {first}"),
+        // An explicit seed: without one the kernel picks a random seed per expression
+        // (nft_jhash_init), and the input, output and forward rules would hash one connection to
+        // different workers (found on real IPVS: held SYNs timed out, their data sat elsewhere).
+        Some(key) if w > 1 => {
+            format!("queue {flags}to jhash {key} mod {w} seed {JHASH_SEED:#x} offset {first}")
+        }
         _ if w > 1 => format!("queue {flags}to {first}-{}", first + w - 1),
         _ => format!("queue {flags}to {first}"),
     }
