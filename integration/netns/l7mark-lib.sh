@@ -10,7 +10,8 @@
 #   L7MARK / TESTKIT            the release binaries (built by test-all.sh before this suite)
 #   lab_l7mark_start CONFIG     start the daemon in the director; wait for its queues
 #   lab_l7mark_stop / lab_l7mark_kill
-#   lab_metric NAME             a sample from GET /metrics (director's API on 127.0.0.1:9180)
+#   lab_metric NAME             GET /metrics (director's API): the sum of NAME's samples
+#   lab_metric_wait NAME MIN    wait (3 s) until that sum reaches MIN (binder gauges lag 200 ms)
 #   lab_binder_rules            rules for VIP:80 (binder) with DNAT-by-mark stand-in (110 rs1,
 #                               111 rs2, 100 rs3)
 #   lab_binder_servers          testkit HTTP servers on rs1..rs3 :80 (names rs1..rs3)
@@ -36,7 +37,10 @@ lab_l7mark_kill() {
     wait_for 5 sh -c "! $L7M_IP netns exec $L7M_DIR_NS grep -q . /proc/net/netfilter/nfnetlink_queue"
 }
 lab_metric() {
-    dir_exec curl -s --max-time 3 http://127.0.0.1:9180/metrics | awk -v n="$1" 'index($0, n) == 1 {print $NF; exit}'
+    dir_exec curl -s --max-time 3 http://127.0.0.1:9180/metrics | awk -v n="$1" '
+        # the sum over every sample of that name (per-worker series), or nothing if absent
+        index($0, n) == 1 && (substr($0, length(n) + 1, 1) ~ /[{ ]/ || n ~ /}$/) {s += $NF; f = 1}
+        END {if (f) print s}'
 }
 
 lab_config() { # extra-service-TOML
@@ -118,3 +122,5 @@ EOF
     $_ipt -t mangle -A INPUT -d "$VIP_L7" -p tcp --dport 80 -m mark --mark 0x20000000/0x20000000 -j NFQUEUE --queue-num 105 --queue-bypass || fail ipt
     $_ipt -t mangle -A FORWARD -p tcp --sport 80 --tcp-flags SYN,ACK,RST SYN,ACK -m conntrack --ctorigdst "$VIP_L7" -j NFQUEUE --queue-num 103 --queue-bypass || fail ipt
 }
+_lab_metric_ge() { _v=$(lab_metric "$1"); [ -n "$_v" ] && [ "${_v%.*}" -ge "$2" ]; }
+lab_metric_wait() { wait_for 3 _lab_metric_ge "$1" "$2"; lab_metric "$1"; }

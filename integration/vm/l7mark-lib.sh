@@ -6,7 +6,7 @@
 #                             bound (and its nft table exists when it manages nft)
 #   l7mark_stop               SIGTERM and wait (clean stop)
 #   l7mark_kill               SIGKILL (crash)
-#   l7mark_metric NAME        a value from GET /metrics (first sample line starting with NAME)
+#   l7mark_metric NAME        GET /metrics: the sum of the samples of NAME (all workers)
 #   icp_caches_up             ICP responders on rs1..rs3 (VIP on lo, DR), replies carry their address
 #   icp_ipvs_services         OPS+DR UDP fwmark services 100/120 -> rs1, 121 -> rs2, 122 -> rs3
 #   icp_rules / icp_config    the rules document and l7mark.toml for the ICP tests (stdout)
@@ -37,8 +37,14 @@ l7mark_kill() {
     wait_for 5 sh -c '! grep -q . /proc/net/netfilter/nfnetlink_queue'
 }
 l7mark_metric() {
-    curl -s --max-time 3 http://127.0.0.1:9180/metrics | awk -v n="$1" 'index($0, n) == 1 {print $NF; exit}'
+    curl -s --max-time 3 http://127.0.0.1:9180/metrics | awk -v n="$1" '
+        # the sum over every sample of that name (per-worker series), or nothing if absent
+        index($0, n) == 1 && (substr($0, length(n) + 1, 1) ~ /[{ ]/ || n ~ /}$/) {s += $NF; f = 1}
+        END {if (f) print s}'
 }
+_metric_ge() { _v=$(l7mark_metric "$1"); [ -n "$_v" ] && [ "${_v%.*}" -ge "$2" ]; }
+# l7mark_metric_wait NAME MIN: wait (3 s) until the sum reaches MIN (binder gauges lag 200 ms); print it
+l7mark_metric_wait() { wait_for 3 _metric_ge "$1" "$2"; l7mark_metric "$1"; }
 
 icp_caches_up() {
     step "caches: ICP responders on rs1..rs3 own the VIP $VIP_L7 (DR)"
@@ -131,8 +137,8 @@ icp_misrouted() { # EXPECTED REPLIES
 }
 
 # ---- TCP delayed binding (HTTP, TLS) ------------------------------------------------------------
-#   binder_setup [HOLD_POLICY]  sysctls, testkit HTTP servers (rsN:80 "rsN", rsN:8080 "rsN-8080",
-#                               rs1/rs2:81 and :82 "rsN-81"/"rsN-82"), TLS s_server on rs3:443 and
+#   binder_setup [HOLD_POLICY]  sysctls, testkit HTTP servers (rsN:80 "rsN", rsN:8080 "rsN-8080";
+#                               rs1/rs2 get extra addresses .12/.13 for c/d), TLS s_server on rs3:443 and
 #                               rs2:443, a raw sink on rs2:4443, the IPVS NAT services and the
 #                               rules below, l7mark running (HTTP on VIP:80, TLS on VIP:443)
 #   load HOST N C EXPECT [ARGS] http-load from the client through the VIP
@@ -193,7 +199,11 @@ binder_setup() {
         _tk_server "$_r" 80 "$_r"
         _tk_server "$_r" 8080 "$_r-8080"
     done
-    for _r in rs1 rs2; do _tk_server "$_r" 81 "$_r-81"; _tk_server "$_r" 82 "$_r-82"; done
+    # Persistent fwmark services keep the client's destination port (ip_vs_sched_persist: dport is
+    # replaced by the dest's port only when it equals svc->port, which is 0 for fwmark services),
+    # so c/d use port 80 on extra real-server addresses (distinct from 110/111's: conntrack).
+    rs_exec rs1 ip addr add 10.0.2.12/24 dev eth0; rs_exec rs1 ip addr add 10.0.2.13/24 dev eth0
+    rs_exec rs2 ip addr add 10.0.3.12/24 dev eth0; rs_exec rs2 ip addr add 10.0.3.13/24 dev eth0
     bg_start "$L7M_RUN/rs2-sink.pid" "$L7M_RUN/rs2-sink.log" \
         "$L7M_IP" netns exec "$(rs_ns rs2)" l7mark-testkit tcp-sink --listen 0.0.0.0:4443 --name rs2-sink
     rs_tls_start rs3 443 || fail "TLS server rs3"
@@ -212,11 +222,11 @@ service 113 tcp nat rr
 service 114 tcp nat rr
     real $RS2_IP:443
 service 115 tcp nat rr persist 300
-    real $RS1_IP:81
-    real $RS2_IP:81
+    real 10.0.2.12:80
+    real 10.0.3.12:80
 service 116 tcp nat rr persist 300
-    real $RS2_IP:82
-    real $RS1_IP:82
+    real 10.0.3.13:80
+    real 10.0.2.13:80
 service 117 tcp nat rr
     real $RS2_IP:4443
 EOF

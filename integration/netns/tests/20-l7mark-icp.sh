@@ -60,8 +60,7 @@ expect_eq "l7mark counted 30 marked" "$(lab_metric 'l7mark_verdicts_total{outcom
 
 step "malformed datagrams: default mark, counted"
 client_exec "$TESTKIT" icp-malformed --to "$VIP_L7:3130" --bind "$CLIENT_IP:3131" >/dev/null
-wait_for 3 sh -c "[ \"\$(lab_metric 'l7mark_verdicts_total{outcome=\"unparseable\"}' 2>/dev/null)\" = 9 ]" 2>/dev/null
-expect_eq "9 unparseable" "$(lab_metric 'l7mark_verdicts_total{outcome="unparseable"}')" 9
+expect_eq "9 unparseable" "$(lab_metric_wait 'l7mark_verdicts_total{outcome="unparseable"}' 9)" 9
 expect_ge "they carried the default mark" "$(nft_counter inet probe after_queue m100)" 8
 
 step "kill -9: answered with the default mark; restart resumes"

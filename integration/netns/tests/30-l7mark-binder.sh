@@ -45,9 +45,9 @@ out=$(load b.example 200 20 rs2); echo "$out"
 check "200 concurrent (20 at a time), all on rs2" sh -c "echo '$out' | grep -q 'ok=200 errors=0 wrong=0'"
 
 step "counters"
-expect_ge "bound connections" "$(lab_metric l7mark_binder_bound_total)" 450
+expect_ge "bound connections" "$(lab_metric_wait l7mark_binder_bound_total 450)" 450
 expect_eq "nothing held at rest" "$(lab_metric l7mark_binder_held_bytes)" 0
-expect_ge "hold timeouts (the idle client)" "$(lab_metric l7mark_binder_hold_timeouts_total)" 1
+expect_ge "hold timeouts (the idle client)" "$(lab_metric_wait l7mark_binder_hold_timeouts_total 1)" 1
 
 step "kill -9: bypass lands on the default backend; restart classifies again"
 lab_l7mark_kill || fail "queues still bound"
