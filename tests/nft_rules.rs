@@ -84,7 +84,10 @@ fn rendered_table_has_the_properties_the_data_path_needs() {
     assert!(t.contains("jhash ip saddr . tcp sport mod 2 seed 0x6c376d6b"));
     assert!(t.contains("jhash ip daddr . tcp dport mod 2 seed 0x6c376d6b"));
     for line in t.lines().filter(|l| l.contains("jhash")) {
-        assert!(line.contains("seed 0x6c376d6b"), "jhash without the shared seed: {line}");
+        assert!(
+            line.contains("seed 0x6c376d6b"),
+            "jhash without the shared seed: {line}"
+        );
     }
     // SYNPROXY sits in a later base chain than the queue (NF_ACCEPT resumes at the next chain).
     assert!(t.contains("chain syn_proxy {\n\t\ttype filter hook input priority 0;"));

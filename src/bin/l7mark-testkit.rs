@@ -118,6 +118,10 @@ fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("--version") => {
+            println!("l7mark-testkit {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
         Some("icp-server") => icp_server(&args[1..]),
         Some("icp-query") => icp_query(&args[1..]),
         Some("icp-encode") => icp_encode(&args[1..]),
