@@ -42,10 +42,11 @@ explain_http() { # HOST PATH -> "rule mark"
         | l7mark explain --rules rules.json --proto http --payload - \
         | sed 's/{"rule":"\{0,1\}\([^",]*\)"\{0,1\},"mark":\([0-9]*\).*/\1 \2/'
 }
-http_row() { # HOST PATH EXPECTED-SERVER
+http_row() { # HOST PATH EXPECTED-SERVER [LABEL]
+    _label=${4:-}
     set -- "$1" "$2" "$3" $(explain_http "$1" "$2")
     got=$(client_exec curl -s --max-time 10 -H "Host: $1" "http://$VIP_L7$2" | sed -n 's/^served-by=\([^ ]*\).*/\1/p')
-    row "HTTP Host $1 $2" "$4" "$5" "$3" "${got:-none}"
+    row "HTTP Host $1 $2$_label" "$4" "$5" "$3" "${got:-none}"
 }
 tls_row() { # SNI RULE MARK EXPECTED-SERVER
     got=$(tls_get "$1")
@@ -68,8 +69,8 @@ http_row static.example.com /img/logo.png rs3
 http_row unknown.example / rs1-8080
 tls_row secure.example.com tls-secure 113 rs3
 tls_row www.example.com tls-other 114 rs2
-for u in http://cdn.example.net/a.jpg http://cdn.example.net/b.jpg http://cdn.example.net/c.jpg \
-         http://cdn.example.net/d.jpg http://cdn.example.net/e.jpg; do
+for u in http://cdn.example.net/obj/1.jpg http://cdn.example.net/obj/2.jpg http://cdn.example.net/obj/11.jpg \
+         http://cdn.example.net/obj/13.jpg http://cdn.example.net/obj/15.jpg; do
     icp_row "$u"
 done
 
@@ -78,7 +79,7 @@ etag=$(curl -s -D - -o /dev/null http://127.0.0.1:9180/v1/rules | sed -n 's/^[Ee
 code=$(curl -s -o put.txt -w '%{http_code}' -X PUT -H 'Content-Type: application/json' -H "If-Match: $etag" \
     --data '{"id": "a", "host": "a.example", "mark": 111}' http://127.0.0.1:9180/v1/rules/a)
 expect_eq "PUT /v1/rules/a" "$code" 200
-http_row a.example / rs2
+http_row a.example / rs2 " (after PUT)"
 
 step "result"
 printf '%-44s %-11s %-5s %-9s %-9s %s\n' REQUEST RULE MARK EXPECTED GOT "" 
