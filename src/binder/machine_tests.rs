@@ -546,3 +546,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn port_reuse_within_ipvs_time_wait_with_another_class_is_counted() {
+    let mut r = Run::new(limits());
+    // First connection from port 40000: a.example (mark 1), bound.
+    r.send(&cookie_ack(ISN));
+    r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_A));
+    r.send(&server_syn(ISN));
+    r.send(&synack(ISN));
+    assert_eq!(r.b.stats.reuse_class_change, 0);
+    // The same client port again a minute later, now b.example (mark 2): IPVS would keep the old
+    // real server on a persistent service; the binder counts it.
+    r.tick(Duration::from_secs(60));
+    let isn2 = ISN + 90_000_000;
+    r.send(&cookie_ack(isn2));
+    r.send(&data(Kind::ClientInvalid, isn2, 0, REQ_B));
+    r.send(&server_syn(isn2));
+    r.send(&synack(isn2));
+    assert_eq!(r.b.stats.reuse_class_change, 1);
+    // Same class again after that: not counted; after IPVS's TIME_WAIT: not counted.
+    r.tick(Duration::from_secs(130));
+    let isn3 = ISN + 180_000_000;
+    r.send(&cookie_ack(isn3));
+    r.send(&data(Kind::ClientInvalid, isn3, 0, REQ_A));
+    r.send(&server_syn(isn3));
+    r.send(&synack(isn3));
+    assert_eq!(r.b.stats.reuse_class_change, 1);
+}
