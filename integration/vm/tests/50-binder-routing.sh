@@ -42,6 +42,24 @@ cat conc-a.txt conc-b.txt
 expect_eq "concurrent a.example: all on rs1" "$(tail -1 conc-a.txt)" "rc=0"
 expect_eq "concurrent b.example: all on rs2" "$(tail -1 conc-b.txt)" "rc=0"
 
+step "setup cost against plain IPVS in the same guest (L4 VIP $VIP_L4:80 -> rs3:8080, no l7mark)"
+nft -f - <<EOF || fail "L4 mark table"
+table ip l4base {
+    chain pre {
+        type filter hook prerouting priority mangle; policy accept;
+        ip daddr $VIP_L4 tcp dport 80 meta mark set 190
+    }
+}
+EOF
+ipvsadm -A -f 190 -s rr && ipvsadm -a -f 190 -r "$RS3_IP:8080" -m || fail "L4 service"
+for round in 1 2 3; do
+    l7=$(load a.example 100 1 rs1 | sed -n 's/.*\(p50=[^ ]*\) \(p99=[^ ]*\).*/\1 \2/p')
+    l4=$(client_exec l7mark-testkit http-load --to "$VIP_L4:80" --host a.example --n 100 --expect rs3-8080 \
+        | sed -n 's/.*\(p50=[^ ]*\) \(p99=[^ ]*\).*/\1 \2/p')
+    echo "SETUP-COST round $round: l7mark delayed binding $l7 | plain IPVS $l4 (connect+request+response, sequential)"
+done
+check "plain IPVS baseline answered" client_exec l7mark-testkit http-load --to "$VIP_L4:80" --host x --n 1 --expect rs3-8080
+
 step "persistence per class: c.example and d.example stick, each with its own template"
 c_out=$(load c.example 8 1 "")
 d_out=$(load d.example 8 1 "")
@@ -69,8 +87,8 @@ check "the same split into two TLS records -> rs2 sink, intact" \
 
 step "l7mark's counters"
 curl -s --max-time 3 http://127.0.0.1:9180/metrics > metrics.txt
-grep -E '^l7mark_(binder|rule_hits|verdicts)' metrics.txt | head -40
-expect_ge "binder bound connections" "$(l7mark_metric_wait l7mark_binder_bound_total 550)" 550
+grep -E '^l7mark_(binder_(bound|classified|defaulted|setup|held|hold)|rule_hits)' metrics.txt
+expect_ge "binder bound connections" "$(l7mark_metric_wait l7mark_binder_bound_total 850)" 850
 expect_ge "rule a hits" "$(l7mark_metric 'l7mark_rule_hits_total{rule="a"}')" 400
 expect_eq "no held SYN left" "$(l7mark_metric l7mark_binder_held_syns)" 0
 l7mark_stop
