@@ -305,98 +305,89 @@ mod http {
         })
     }
 
-    pub fn server(args: &[String]) -> ExitCode {
+    /// Accept connections on `--listen` forever, one thread each, handing every connection and
+    /// `--name` to `handle`.
+    fn serve(args: &[String], what: &str, handle: fn(TcpStream, &str)) -> ExitCode {
         let (Some(listen), Some(name)) = (arg(args, "--listen"), arg(args, "--name")) else {
             return usage();
         };
         let l = match TcpListener::bind(listen) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("http-server {name}: bind {listen}: {e}");
+                eprintln!("{what} {name}: bind {listen}: {e}");
                 return ExitCode::from(71);
             }
         };
-        println!("http-server {name} listening on {listen}");
+        println!("{what} {name} listening on {listen}");
         let name = Arc::new(name.to_string());
         for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
+            let Ok(s) = conn else { continue };
             let name = Arc::clone(&name);
             std::thread::spawn(move || {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 65536];
-                let head_end = loop {
-                    if let Some(i) = find(&buf, b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
-                    }
-                };
-                let head = String::from_utf8_lossy(buf.get(..head_end).unwrap_or(&[])).into_owned();
-                let clen: usize = header(&head, "content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < head_end + clen {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
-                    }
-                }
-                let req = buf.get(..head_end + clen).unwrap_or(&buf);
-                let host = header(&head, "host").unwrap_or("-").to_string();
-                let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let body: Vec<u8> = match target
-                    .strip_prefix("/big?n=")
-                    .and_then(|n| n.parse::<usize>().ok())
-                {
-                    Some(n) => (0..n).map(big_byte).collect(),
-                    None => format!(
-                        "served-by={name} host={host} len={} sum={:016x}\n",
-                        req.len(),
-                        fnv(req)
-                    )
-                    .into_bytes(),
-                };
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Served-By: {name}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes());
-                let _ = s.write_all(&body);
+                handle(s, &name);
             });
         }
         ExitCode::SUCCESS
     }
 
-    /// Reads everything a client sends until it half-closes, answers `sink=NAME len=N sum=S`.
-    pub fn sink(args: &[String]) -> ExitCode {
-        let (Some(listen), Some(name)) = (arg(args, "--listen"), arg(args, "--name")) else {
-            return usage();
-        };
-        let l = match TcpListener::bind(listen) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("tcp-sink {name}: bind {listen}: {e}");
-                return ExitCode::from(71);
+    pub fn server(args: &[String]) -> ExitCode {
+        serve(args, "http-server", answer_http)
+    }
+
+    fn answer_http(mut s: TcpStream, name: &str) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
             }
         };
-        println!("tcp-sink {name} listening on {listen}");
-        let name = Arc::new(name.to_string());
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let name = Arc::clone(&name);
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut got = Vec::new();
-                if s.read_to_end(&mut got).is_err() {
-                    return;
-                }
-                let _ = writeln!(s, "sink={name} len={} sum={:016x}", got.len(), fnv(&got));
-            });
+        let head = String::from_utf8_lossy(buf.get(..head_end).unwrap_or(&[])).into_owned();
+        let clen: usize = header(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + clen {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+            }
         }
-        ExitCode::SUCCESS
+        let req = buf.get(..head_end + clen).unwrap_or(&buf);
+        let host = header(&head, "host").unwrap_or("-").to_string();
+        let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let body: Vec<u8> = match target
+            .strip_prefix("/big?n=")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) => (0..n).map(big_byte).collect(),
+            None => format!(
+                "served-by={name} host={host} len={} sum={:016x}\n",
+                req.len(),
+                fnv(req)
+            )
+            .into_bytes(),
+        };
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Served-By: {name}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(resp.as_bytes());
+        let _ = s.write_all(&body);
+    }
+
+    /// Reads everything a client sends until it half-closes, answers `sink=NAME len=N sum=S`.
+    pub fn sink(args: &[String]) -> ExitCode {
+        serve(args, "tcp-sink", |mut s, name| {
+            let mut got = Vec::new();
+            if s.read_to_end(&mut got).is_ok() {
+                let _ = writeln!(s, "sink={name} len={} sum={:016x}", got.len(), fnv(&got));
+            }
+        })
     }
 
     /// Sends a file's bytes, half-closes, and checks the sink's answer.

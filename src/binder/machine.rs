@@ -668,20 +668,9 @@ impl Binder {
             mark: None,
             done: false,
         });
-        f.bound_at = Some(now);
-        if let Some((sid, _)) = f.syn.take() {
-            // The server answered an earlier SYN: this one is a duplicate.
-            out.push(Action::Drop { id: sid });
-        }
-        let held = std::mem::take(&mut f.held);
-        let bytes = std::mem::take(&mut f.held_bytes);
-        let created = f.created;
-        let mark = f.decided.map(|d| d.0);
-        for (_, (pkt, _)) in held {
-            out.push(Action::Reinject(pkt));
-            self.stats.reinjected += 1;
-        }
-        self.release_bytes(key.0, bytes);
+        let Some((created, mark)) = self.bind(key, now, out) else {
+            return;
+        };
         self.stats.bound += 1;
         self.setup_times.push(now.duration_since(created));
         if self.setup_times.len() > 4096 {
@@ -695,6 +684,31 @@ impl Binder {
                 }
             }
         }
+    }
+
+    /// The flow is bound now: a SYN it still holds is dropped (the server answered an earlier
+    /// one), what it holds is re-injected in sequence order, its bytes are released. Returns when
+    /// the flow was created and its mark.
+    fn bind(
+        &mut self,
+        key: FlowKey,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> Option<(Instant, Option<u32>)> {
+        let f = self.flows.get_mut(&key)?;
+        f.bound_at = Some(now);
+        if let Some((sid, _)) = f.syn.take() {
+            out.push(Action::Drop { id: sid });
+        }
+        let held = std::mem::take(&mut f.held);
+        let bytes = std::mem::take(&mut f.held_bytes);
+        let info = (f.created, f.decided.map(|d| d.0));
+        for (_, (pkt, _)) in held {
+            out.push(Action::Reinject(pkt));
+            self.stats.reinjected += 1;
+        }
+        self.release_bytes(key.0, bytes);
+        Some(info)
     }
 
     fn pre_seqadj(
@@ -728,26 +742,12 @@ impl Binder {
 
     fn done_gate(&mut self, now: Instant, id: u64, seg: &Seg<'_>, out: &mut Vec<Action>) {
         match self.find_by_seq(seg) {
-            Some(key) => {
-                let Some(f) = self.flows.get_mut(&key) else {
-                    return;
-                };
-                if f.bound_at.is_none() {
-                    // seqadj is armed but we never saw the SYN-ACK (it passed while we were
-                    // restarting): what we hold goes out first.
-                    f.bound_at = Some(now);
-                    if let Some((sid, _)) = f.syn.take() {
-                        out.push(Action::Drop { id: sid });
-                    }
-                    let held = std::mem::take(&mut f.held);
-                    let bytes = std::mem::take(&mut f.held_bytes);
-                    for (_, (pkt, _)) in held {
-                        out.push(Action::Reinject(pkt));
-                        self.stats.reinjected += 1;
-                    }
-                    self.release_bytes(key.0, bytes);
-                }
+            // seqadj is armed but we never saw the SYN-ACK (it passed while we were restarting):
+            // what we hold goes out first.
+            Some(key) if self.flows.get(&key).is_some_and(|f| f.bound_at.is_none()) => {
+                self.bind(key, now, out);
             }
+            Some(_) => {}
             None => self.stats.gate_unknown += 1,
         }
         out.push(Action::Accept {
