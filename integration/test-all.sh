@@ -18,7 +18,8 @@ die() { log "ERROR: $*"; exit 1; }
 # --- prerequisites ------------------------------------------------------------------------------
 need=()
 for pair in pkg-config:pkg-config nft:nftables ip:iproute2 iptables:iptables conntrack:conntrack \
-            python3:python3 openssl:openssl curl:curl socat:socat; do
+            python3:python3 openssl:openssl curl:curl socat:socat \
+            systemd-analyze:systemd; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
