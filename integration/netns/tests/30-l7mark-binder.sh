@@ -41,6 +41,8 @@ step "200 sequential and 200 concurrent"
 out=$(load a.example 200 1 rs1); echo "$out"
 check "200 sequential, all on rs1" sh -c "echo '$out' | grep -q 'ok=200 errors=0 wrong=0'"
 echo "SETUP-COST netns sequential: $(echo "$out" | sed -n 's/.*\(p50=[^ ]*\) \(p99=[^ ]*\).*/\1 \2/p')"
+direct=$(client_exec "$TESTKIT" http-load --to "$RS1_IP:80" --host a.example --n 200 --expect rs1)
+echo "SETUP-COST netns direct to rs1 (routed through the director, no l7mark): $(echo "$direct" | sed -n 's/.*\(p50=[^ ]*\) \(p99=[^ ]*\).*/\1 \2/p')"
 out=$(load b.example 200 20 rs2); echo "$out"
 check "200 concurrent (20 at a time), all on rs2" sh -c "echo '$out' | grep -q 'ok=200 errors=0 wrong=0'"
 
