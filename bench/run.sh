@@ -3,6 +3,7 @@
 # (issue #8). Writes docs/performance.md. Root only (network namespaces "l7b-*", removed at exit).
 #
 #   bench/run.sh                 RUNS=5 N_CONN=2000 N_SEQ=500 UDP_SECS=2 UDP_CLIENTS=2 by default
+#   KEEP=1 OUT=/tmp/p.md bench/run.sh   leave the namespaces up afterwards (debugging)
 #
 # Every figure: the peers alternate run by run (the order flips every run), median [min..max]
 # of RUNS runs. The host kernel has no IPVS: nf_nat DNAT by the released server SYN's mark at the
@@ -63,7 +64,7 @@ cleanup() {
     topo_down
     rm -rf "$L7M_RUN"
 }
-[ -n "${KEEP:-}" ] || trap cleanup EXIT
+if [ -n "${KEEP:-}" ]; then trap - EXIT; else trap cleanup EXIT; fi   # KEEP=1: leave the namespaces up
 trap 'exit 130' INT TERM
 topo_down
 rm -rf "$L7M_RUN"; mkdir -p "$L7M_RUN" "$W" "$LAB_DIR"
