@@ -12,6 +12,11 @@
 //!   request arrived intact; `GET /big?n=N` returns N deterministic bytes instead.
 //! - `http-load`: opens N connections (C at a time), checks every answer (status, the request
 //!   hash echo, big bodies byte by byte) and prints which server answered and the latencies.
+//! - `icp-echo`: a quiet ICP responder for benchmarks (answers MISS, logs nothing).
+//! - `icp-flood`: sends ICP queries from ONE socket for a while, keeping W in flight, and prints
+//!   the reply rate and the round-trip p50/p99 (W = 1: ping-pong latency).
+//! - `http-hold`: opens N connections, sends a request head cut in the middle of the Host line
+//!   and holds them (unbound flows for the binder), then closes them.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
@@ -28,9 +33,12 @@ fn usage() -> ExitCode {
          l7mark-testkit icp-malformed --to IP:PORT [--bind IP:PORT]\n  \
          l7mark-testkit http-server --listen IP:PORT --name NAME\n  \
          l7mark-testkit http-load --to IP:PORT --host HOST [--n N] [--concurrency C] [--expect NAME]\n    \
-         [--pad BYTES] [--post BYTES] [--big N] [--idle-ms MS] [--sport PORT] [--timeout-ms MS]\n  \
+         [--pad BYTES] [--post BYTES] [--big N] [--idle-ms MS] [--sport PORT] [--timeout-ms MS] [--lenient]\n  \
          l7mark-testkit tcp-sink --listen IP:PORT --name NAME\n  \
-         l7mark-testkit raw-send --to IP:PORT --file FILE [--expect NAME]"
+         l7mark-testkit raw-send --to IP:PORT --file FILE [--expect NAME]\n  \
+         l7mark-testkit icp-echo --listen IP:PORT\n  \
+         l7mark-testkit icp-flood --to IP:PORT [--secs S] [--window W]\n  \
+         l7mark-testkit http-hold --to IP:PORT --host HOST [--n N] [--hold-ms MS]"
     );
     ExitCode::from(64)
 }
@@ -130,6 +138,9 @@ fn main() -> ExitCode {
         Some("http-load") => http::load(&args[1..]),
         Some("tcp-sink") => http::sink(&args[1..]),
         Some("raw-send") => http::raw_send(&args[1..]),
+        Some("icp-echo") => bench::icp_echo(&args[1..]),
+        Some("icp-flood") => bench::icp_flood(&args[1..]),
+        Some("http-hold") => bench::http_hold(&args[1..]),
         _ => usage(),
     }
 }
@@ -443,6 +454,8 @@ mod http {
         idle: Duration,
         sport: Option<u16>,
         timeout: Duration,
+        /// `--lenient`: skip the request-intact check (an L7 proxy rewrites the request head).
+        lenient: bool,
     }
 
     /// One request on a new connection: Ok(server name) or Err(why).
@@ -516,7 +529,7 @@ mod http {
             {
                 return Err(format!("big body differs at byte {k}"));
             }
-        } else {
+        } else if !o.lenient {
             let text = String::from_utf8_lossy(rbody);
             let want = format!("len={} sum={:016x}", full.len(), fnv(&full));
             if !text.contains(&want) {
@@ -549,6 +562,7 @@ mod http {
             idle: Duration::from_millis(num("--idle-ms", 0) as u64),
             sport: arg(args, "--sport").and_then(|s| s.parse().ok()),
             timeout: Duration::from_millis(num("--timeout-ms", 10_000) as u64),
+            lenient: args.iter().any(|a| a == "--lenient"),
         });
         let next = Arc::new(AtomicUsize::new(0));
         let results = Arc::new(Mutex::new((
@@ -609,13 +623,15 @@ mod http {
         };
         let dist: Vec<String> = servers.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         println!(
-            "LOAD host={host} n={n} c={c} ok={ok} errors={} wrong={wrong} servers={} p50={:.2}ms p99={:.2}ms max={:.2}ms rate={:.0}/s",
+            "LOAD host={host} n={n} c={c} ok={ok} errors={} wrong={wrong} servers={} p50={:.2}ms p99={:.2}ms max={:.2}ms rate={:.0}/s mean={:.3}ms",
             errors.len(),
             dist.join(","),
             pct(0.5),
             pct(0.99),
             lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-            ok as f64 / wall.as_secs_f64().max(1e-9)
+            ok as f64 / wall.as_secs_f64().max(1e-9),
+            // mean latency of the completed connections (C / mean: their rate without stalls)
+            lat.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / lat.len().max(1) as f64
         );
         for e in errors.iter().take(10) {
             println!("ERROR {e}");
@@ -625,5 +641,197 @@ mod http {
         } else {
             ExitCode::from(1)
         }
+    }
+}
+
+mod bench {
+    //! Load tools for `bench/run.sh` (quiet ICP responder, ICP flood, held partial requests).
+
+    use std::io::Write;
+    use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant};
+
+    use l7mark::proto::Parsed;
+    use l7mark::proto::icp::{self, IcpBody, Opcode};
+
+    use super::{arg, usage};
+
+    /// Answers every ICP query with MISS (same reqnum and URL), silently.
+    pub fn icp_echo(args: &[String]) -> ExitCode {
+        let Some(listen) = arg(args, "--listen") else {
+            return usage();
+        };
+        let sock = match UdpSocket::bind(listen) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("icp-echo: bind {listen}: {e}");
+                return ExitCode::from(71);
+            }
+        };
+        println!("icp-echo listening on {listen}");
+        let _ = std::io::stdout().flush();
+        let mut buf = [0u8; 16384];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            if let Some(Parsed::Key(msg)) = buf.get(..n).map(icp::parse) {
+                if let IcpBody::Query { url, .. } = &msg.body {
+                    if let Ok(reply) = icp::encode_reply(Opcode::Miss, msg.reqnum, url) {
+                        let _ = sock.send_to(&reply, peer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn reqnum_of(d: &[u8]) -> Option<u32> {
+        d.get(4..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+    }
+
+    /// Closed-loop flood: W queries in flight from one socket for S seconds.
+    pub fn icp_flood(args: &[String]) -> ExitCode {
+        let Some(to) = arg(args, "--to").and_then(|s| s.parse::<SocketAddr>().ok()) else {
+            return usage();
+        };
+        let secs: f64 = arg(args, "--secs")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2.0);
+        let window: usize = arg(args, "--window")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(32usize)
+            .max(1);
+        let Ok(sock) = UdpSocket::bind("0.0.0.0:0") else {
+            return ExitCode::from(71);
+        };
+        if sock.connect(to).is_err()
+            || sock
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .is_err()
+        {
+            return ExitCode::from(71);
+        }
+        let queries: Vec<Vec<u8>> = (0..256)
+            .filter_map(|k| {
+                let url = format!("http://cdn{}.example.net/obj/{k}.jpg", k % 7);
+                icp::encode_query(0, Ipv4Addr::UNSPECIFIED, &url).ok()
+            })
+            .collect();
+        if queries.is_empty() {
+            return ExitCode::from(70);
+        }
+        const SLOTS: usize = 1 << 16;
+        let mut sent_at: Vec<Option<(u32, Instant)>> = vec![None; SLOTS];
+        let mut lat: Vec<Duration> = Vec::new();
+        let (mut sent, mut replies, mut lost, mut inflight) = (0u64, 0u64, 0u64, 0usize);
+        let mut reqnum: u32 = 1;
+        let mut buf = [0u8; 16384];
+        let started = Instant::now();
+        let run = Duration::from_secs_f64(secs);
+        let mut sending = true;
+        loop {
+            if sending && started.elapsed() >= run {
+                sending = false;
+            }
+            while sending && inflight < window {
+                let k = reqnum as usize % queries.len();
+                let mut q = queries[k].clone();
+                if let Some(f) = q.get_mut(4..8) {
+                    f.copy_from_slice(&reqnum.to_be_bytes());
+                }
+                // Timestamp before the send: the answer can be queued before send() returns.
+                let t0 = Instant::now();
+                if sock.send(&q).is_err() {
+                    break;
+                }
+                sent_at[reqnum as usize % SLOTS] = Some((reqnum, t0));
+                reqnum = reqnum.wrapping_add(1).max(1);
+                sent += 1;
+                inflight += 1;
+            }
+            if !sending && inflight == 0 {
+                break;
+            }
+            match sock.recv(&mut buf) {
+                Ok(n) => {
+                    let Some(r) = buf.get(..n).and_then(reqnum_of) else {
+                        continue;
+                    };
+                    let slot = &mut sent_at[r as usize % SLOTS];
+                    if let Some((want, t0)) = *slot {
+                        if want == r {
+                            lat.push(t0.elapsed());
+                            *slot = None;
+                            replies += 1;
+                            inflight = inflight.saturating_sub(1);
+                        }
+                    }
+                }
+                Err(_) => {
+                    // Nothing for 100 ms: whatever is in flight is lost.
+                    lost += inflight as u64;
+                    inflight = 0;
+                    sent_at.iter_mut().for_each(|s| *s = None);
+                    if !sending {
+                        break;
+                    }
+                }
+            }
+        }
+        let wall = started.elapsed().as_secs_f64().max(1e-9);
+        lat.sort();
+        let pct = |p: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let i = (lat.len() as f64 * p) as usize;
+            lat.get(i.min(lat.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let rate = replies as f64 / wall;
+        println!(
+            "FLOOD sent={sent} replies={replies} lost={lost} window={window} secs={wall:.2} rate={rate:.0}/s p50={:.1}us p99={:.1}us",
+            pct(0.5),
+            pct(0.99)
+        );
+        ExitCode::SUCCESS
+    }
+
+    /// Opens N connections, each sending a request head cut inside the Host line, holds them.
+    pub fn http_hold(args: &[String]) -> ExitCode {
+        let (Some(to), Some(host)) = (
+            arg(args, "--to").and_then(|s| s.parse::<SocketAddr>().ok()),
+            arg(args, "--host"),
+        ) else {
+            return usage();
+        };
+        let n: usize = arg(args, "--n").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let hold = Duration::from_millis(
+            arg(args, "--hold-ms")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(5000),
+        );
+        let partial = format!("GET /held HTTP/1.1\r\nUser-Agent: l7mark-testkit\r\nHost: {host}");
+        let mut held = Vec::with_capacity(n);
+        let mut errors = 0usize;
+        for _ in 0..n {
+            match TcpStream::connect_timeout(&to, Duration::from_secs(5)) {
+                Ok(mut s) => {
+                    if s.write_all(partial.as_bytes()).is_ok() {
+                        held.push(s);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        println!("HOLD opened={} errors={errors}", held.len());
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(hold);
+        drop(held);
+        ExitCode::SUCCESS
     }
 }
