@@ -192,6 +192,9 @@ struct Flow {
     held: BTreeMap<u32, (Vec<u8>, usize)>,
     held_bytes: usize,
     bound_at: Option<Instant>,
+    /// Sequence numbers re-injected after binding (late segments): each at most once, so a copy
+    /// that comes back to the queue (it did not reach the server) cannot loop.
+    late: Vec<u32>,
 }
 
 /// How long a bound flow is remembered (late segments queued before binding are re-injected).
@@ -324,6 +327,7 @@ impl Binder {
                 held: BTreeMap::new(),
                 held_bytes: 0,
                 bound_at: None,
+                late: Vec::new(),
             },
         );
         Some(key)
@@ -489,10 +493,29 @@ impl Binder {
         if let Some(key) = found {
             let bound = self.flows.get(&key).and_then(|f| f.bound_at);
             if let Some(at) = bound {
-                // Queued before the binding, handled after it: re-inject, conntrack now has
-                // seqadj. Later strays (pure ACKs, old data) are dropped: SYNPROXY would only
-                // fail their cookie check.
-                if !seg.payload.is_empty() && now.duration_since(at) < BOUND_GRACE {
+                if seg.payload.is_empty() && seg.flags & flags::FIN == 0 {
+                    if seq_after(seg.seq, key.2) != 1 {
+                        // Not this connection's cookie ACK: the cookie ACK of a new connection on
+                        // a reused port (Linux ISNs of one 4-tuple lie close together, so its
+                        // sequence number falls into the old connection's window), or a stray.
+                        // SYNPROXY's cookie check tells them apart; dropping it here would stall
+                        // the new connection until the old one is forgotten (found in the lab).
+                        self.new_incarnation(now, id, seg, out);
+                        return;
+                    }
+                    self.stats.stray += 1;
+                    out.push(Action::Drop { id });
+                    return;
+                }
+                // Queued before the binding, handled after it: re-inject once (conntrack now has
+                // seqadj). A copy that comes back (it did not reach the server) is dropped.
+                let first = self.flows.get_mut(&key).is_some_and(|f| {
+                    !f.late.contains(&seg.seq) && {
+                        f.late.push(seg.seq);
+                        true
+                    }
+                });
+                if !seg.payload.is_empty() && now.duration_since(at) < BOUND_GRACE && first {
                     out.push(Action::Reinject(seg.packet.to_vec()));
                     self.stats.reinjected += 1;
                 } else {
@@ -577,6 +600,20 @@ impl Binder {
             f.ack_passed = true;
         }
         // To SYNPROXY as the cookie ACK; the copy is re-injected after binding.
+        out.push(Action::Accept {
+            id,
+            mark: None,
+            done: false,
+        });
+    }
+
+    /// A pure ACK that starts a new incarnation (ISN = seq - 1): to SYNPROXY as its cookie ACK.
+    fn new_incarnation(&mut self, now: Instant, id: u64, seg: &Seg<'_>, out: &mut Vec<Action>) {
+        if let Some(key) = self.flow(now, seg, seg.seq.wrapping_sub(1)) {
+            if let Some(f) = self.flows.get_mut(&key) {
+                f.ack_passed = true;
+            }
+        }
         out.push(Action::Accept {
             id,
             mark: None,

@@ -37,6 +37,13 @@ check "60 kB POST, larger than the window" load a.example 3 1 rs1 --post 60000
 check "1 MB response, byte by byte" load b.example 3 1 rs2 --big 1000000
 check "idle 5 s before the request (hold 3 s, policy drop)" load a.example 1 1 rs1 --idle-ms 5000
 
+step "a client reusing its source port right away (the old connection still in conntrack)"
+out=$(i=0; while [ $i -lt 5 ]; do load a.example 1 1 rs1 --sport 45000 --timeout-ms 5000; i=$((i + 1)); done)
+echo "$out"
+expect_eq "5 connections from port 45000, all on rs1" "$(echo "$out" | grep -c 'ok=1 errors=0 wrong=0')" 5
+slow=$(echo "$out" | sed -n 's/.*max=\([0-9]*\)\..*/\1/p' | awk '$1 >= 1000' | wc -l)
+expect_eq "none stalled (each under 1 s; a dropped cookie ACK cost 3 s before)" "$slow" 0
+
 step "200 sequential and 200 concurrent"
 out=$(load a.example 200 1 rs1); echo "$out"
 check "200 sequential, all on rs1" sh -c "echo '$out' | grep -q 'ok=200 errors=0 wrong=0'"
