@@ -119,6 +119,17 @@ pub enum Action {
     Reinject(Vec<u8>),
 }
 
+impl Action {
+    /// Accept unchanged: no mark, no ct DONE bit.
+    pub fn pass(id: u64) -> Action {
+        Action::Accept {
+            id,
+            mark: None,
+            done: false,
+        }
+    }
+}
+
 /// Limits and policy.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -530,11 +541,7 @@ impl Binder {
                     if let Some(f) = self.flows.get_mut(&key) {
                         f.ack_passed = true;
                     }
-                    out.push(Action::Accept {
-                        id,
-                        mark: None,
-                        done: false,
-                    });
+                    out.push(Action::pass(id));
                 } else {
                     out.push(Action::Drop { id });
                 }
@@ -556,11 +563,7 @@ impl Binder {
                 if let Some(f) = self.flows.get_mut(&key) {
                     f.ack_passed = true;
                 }
-                out.push(Action::Accept {
-                    id,
-                    mark: None,
-                    done: false,
-                });
+                out.push(Action::pass(id));
             } else {
                 out.push(Action::Drop { id });
             }
@@ -572,22 +575,14 @@ impl Binder {
         let Some(key) = self.flow(now, seg, isn_if_first) else {
             // Table full: leave it to SYNPROXY (a pure ACK opens the server side and gets the
             // default mark through the bypass/default rule when we do not hold the SYN).
-            out.push(Action::Accept {
-                id,
-                mark: None,
-                done: false,
-            });
+            out.push(Action::pass(id));
             return;
         };
         if seg.payload.is_empty() {
             if let Some(f) = self.flows.get_mut(&key) {
                 f.ack_passed = true;
             }
-            out.push(Action::Accept {
-                id,
-                mark: None,
-                done: false,
-            });
+            out.push(Action::pass(id));
             return;
         }
         if !self.hold(key, seg) {
@@ -600,11 +595,7 @@ impl Binder {
             f.ack_passed = true;
         }
         // To SYNPROXY as the cookie ACK; the copy is re-injected after binding.
-        out.push(Action::Accept {
-            id,
-            mark: None,
-            done: false,
-        });
+        out.push(Action::pass(id));
     }
 
     /// A pure ACK that starts a new incarnation (ISN = seq - 1): to SYNPROXY as its cookie ACK.
@@ -614,11 +605,7 @@ impl Binder {
                 f.ack_passed = true;
             }
         }
-        out.push(Action::Accept {
-            id,
-            mark: None,
-            done: false,
-        });
+        out.push(Action::pass(id));
     }
 
     fn server_syn(
@@ -684,11 +671,7 @@ impl Binder {
         // The SYN-ACK acknowledges the client's ISN + 1.
         let key = Self::key_of(seg, seg.ack.wrapping_sub(1));
         let Some(f) = self.flows.get_mut(&key) else {
-            out.push(Action::Accept {
-                id,
-                mark: None,
-                done: false,
-            });
+            out.push(Action::pass(id));
             return;
         };
         if f.bound_at.is_some() {
@@ -700,11 +683,7 @@ impl Binder {
         }
         // Accept first: the verdict returns once SYNPROXY has sent the server ACK and armed
         // seqadj; only then are the held client segments valid to send.
-        out.push(Action::Accept {
-            id,
-            mark: None,
-            done: false,
-        });
+        out.push(Action::pass(id));
         let Some((created, mark)) = self.bind(key, now, out) else {
             return;
         };
@@ -762,11 +741,7 @@ impl Binder {
             return;
         };
         if self.flows.get(&key).is_some_and(|f| f.bound_at.is_some()) {
-            out.push(Action::Accept {
-                id,
-                mark: None,
-                done: false,
-            });
+            out.push(Action::pass(id));
             return;
         }
         if (!seg.payload.is_empty() || seg.flags & flags::FIN != 0) && self.hold(key, seg) {
