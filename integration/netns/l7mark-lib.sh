@@ -15,6 +15,9 @@
 #   lab_binder_rules            rules for VIP:80 (binder) with DNAT-by-mark stand-in (110 rs1,
 #                               111 rs2, 100 rs3)
 #   lab_binder_servers          testkit HTTP servers on rs1..rs3 :80 (names rs1..rs3)
+#   lab_icp_setup MARK...       ICP responder on the director's VIP:3130, a probe chain counting
+#                               each MARK after the queue (nft_counter inet probe after_queue mMARK),
+#                               and l7mark's ICP queue (iptables-nft, default mark 100, bypass)
 
 L7MARK=${L7MARK:-$L7M_REPO/target/release/l7mark}
 TESTKIT=${TESTKIT:-$L7M_REPO/target/release/l7mark-testkit}
@@ -124,3 +127,19 @@ EOF
 }
 _lab_metric_ge() { _v=$(lab_metric "$1"); [ -n "$_v" ] && [ "${_v%.*}" -ge "$2" ]; }
 lab_metric_wait() { wait_for 3 _lab_metric_ge "$1" "$2"; lab_metric "$1"; }
+
+lab_icp_setup() { # MARK...
+    bg_start "$L7M_RUN/icp.pid" "$L7M_RUN/icp.log" \
+        "$L7M_IP" netns exec "$L7M_DIR_NS" "$TESTKIT" icp-server --listen "$VIP_L7:3130" --name dir --sender "$CLIENT_GW"
+    wait_for 5 grep -q listening "$L7M_RUN/icp.log" || fatal "icp server"
+    {
+        echo "table inet probe {"
+        echo "    chain after_queue {"
+        echo "        type filter hook prerouting priority -100; policy accept;"
+        for _m in "$@"; do echo "        udp dport 3130 meta mark $_m counter comment \"m$_m\""; done
+        echo "    }"
+        echo "}"
+    } | dir_nft -f - || fatal "probe table"
+    dir_exec iptables-nft -w -t mangle -A PREROUTING -d "$VIP_L7" -p udp --dport 3130 -j MARK --set-mark 100 || fatal ipt
+    dir_exec iptables-nft -w -t mangle -A PREROUTING -d "$VIP_L7" -p udp --dport 3130 -j NFQUEUE --queue-num 100 --queue-bypass || fatal ipt
+}

@@ -179,6 +179,14 @@ impl Run {
     }
 }
 
+/// A whole connection of incarnation `isn`: cookie ACK, request, server SYN, server SYN-ACK.
+fn bind(r: &mut Run, isn: u32, req: &[u8]) {
+    r.send(&cookie_ack(isn));
+    r.send(&data(Kind::ClientInvalid, isn, 0, req));
+    r.send(&server_syn(isn));
+    r.send(&synack(isn));
+}
+
 const REQ_A: &[u8] = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
 const REQ_B: &[u8] = b"GET / HTTP/1.1\r\nHost: b.example\r\n\r\n";
 
@@ -426,10 +434,7 @@ fn port_reuse_is_a_new_incarnation_and_supersedes_held_syns() {
 #[test]
 fn bound_flow_stray_ack_goes_to_synproxy_and_late_data_is_reinjected() {
     let mut r = Run::new(limits());
-    r.send(&cookie_ack(ISN));
-    r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_A));
-    r.send(&server_syn(ISN));
-    r.send(&synack(ISN));
+    bind(&mut r, ISN, REQ_A);
     let n = r.reinjected.len();
     let (late, _) = r.send(&data(Kind::ClientInvalid, ISN, REQ_A.len() as u32, b"more"));
     assert!(same(r.verdict(late), &Action::Drop { id: 0 }));
@@ -553,27 +558,18 @@ proptest! {
 fn port_reuse_within_ipvs_time_wait_with_another_class_is_counted() {
     let mut r = Run::new(limits());
     // First connection from port 40000: a.example (mark 1), bound.
-    r.send(&cookie_ack(ISN));
-    r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_A));
-    r.send(&server_syn(ISN));
-    r.send(&synack(ISN));
+    bind(&mut r, ISN, REQ_A);
     assert_eq!(r.b.stats.reuse_class_change, 0);
     // The same client port again a minute later, now b.example (mark 2): IPVS would keep the old
     // real server on a persistent service; the binder counts it.
     r.tick(Duration::from_secs(60));
     let isn2 = ISN + 90_000_000;
-    r.send(&cookie_ack(isn2));
-    r.send(&data(Kind::ClientInvalid, isn2, 0, REQ_B));
-    r.send(&server_syn(isn2));
-    r.send(&synack(isn2));
+    bind(&mut r, isn2, REQ_B);
     assert_eq!(r.b.stats.reuse_class_change, 1);
     // Same class again after that: not counted; after IPVS's TIME_WAIT: not counted.
     r.tick(Duration::from_secs(130));
     let isn3 = ISN + 180_000_000;
-    r.send(&cookie_ack(isn3));
-    r.send(&data(Kind::ClientInvalid, isn3, 0, REQ_A));
-    r.send(&server_syn(isn3));
-    r.send(&synack(isn3));
+    bind(&mut r, isn3, REQ_A);
     assert_eq!(r.b.stats.reuse_class_change, 1);
 }
 
@@ -582,10 +578,7 @@ fn reused_port_cookie_ack_inside_the_old_window_starts_a_new_incarnation() {
     // Linux ISNs of one 4-tuple grow with time: a new connection from the same port right after
     // the old one has an ISN just above the old one's, inside its sequence window.
     let mut r = Run::new(limits());
-    r.send(&cookie_ack(ISN));
-    r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_A));
-    r.send(&server_syn(ISN));
-    r.send(&synack(ISN));
+    bind(&mut r, ISN, REQ_A);
     let isn2 = ISN + 20_000;
     let (ack, _) = r.send(&cookie_ack(isn2));
     assert!(
@@ -606,10 +599,7 @@ fn reused_port_cookie_ack_inside_the_old_window_starts_a_new_incarnation() {
 #[test]
 fn a_late_segment_is_reinjected_once_and_a_returning_copy_is_dropped() {
     let mut r = Run::new(limits());
-    r.send(&cookie_ack(ISN));
-    r.send(&data(Kind::ClientInvalid, ISN, 0, REQ_A));
-    r.send(&server_syn(ISN));
-    r.send(&synack(ISN));
+    bind(&mut r, ISN, REQ_A);
     let n = r.reinjected.len();
     let off = REQ_A.len() as u32;
     r.send(&data(Kind::ClientInvalid, ISN, off, b"late"));

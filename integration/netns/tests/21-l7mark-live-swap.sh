@@ -9,21 +9,7 @@
 . "$L7M_REPO/integration/netns/l7mark-lib.sh"
 
 step "ICP responder on the VIP, mark counters after the queue, l7mark with its API"
-bg_start "$L7M_RUN/icp.pid" "$L7M_RUN/icp.log" \
-    "$L7M_IP" netns exec "$L7M_DIR_NS" "$TESTKIT" icp-server --listen "$VIP_L7:3130" --name dir --sender "$CLIENT_GW"
-wait_for 5 grep -q listening "$L7M_RUN/icp.log" || fatal "icp server"
-dir_nft -f - <<EOF || fatal "probe table"
-table inet probe {
-    chain after_queue {
-        type filter hook prerouting priority -100; policy accept;
-        udp dport 3130 meta mark 100 counter comment "m100"
-        udp dport 3130 meta mark 120 counter comment "m120"
-        udp dport 3130 meta mark 130 counter comment "m130"
-    }
-}
-EOF
-dir_exec iptables-nft -w -t mangle -A PREROUTING -d "$VIP_L7" -p udp --dport 3130 -j MARK --set-mark 100 || fatal ipt
-dir_exec iptables-nft -w -t mangle -A PREROUTING -d "$VIP_L7" -p udp --dport 3130 -j NFQUEUE --queue-num 100 --queue-bypass || fatal ipt
+lab_icp_setup 100 120 130
 doc() { # MARK
     printf '{"default_mark": 100, "rules": [{"id": "cache", "icp": true, "mark": %s}]}' "$1"
 }
