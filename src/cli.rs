@@ -177,6 +177,19 @@ fn check(rules: Option<&Path>, config: Option<&Path>) -> ExitCode {
                     c.mark_range.start(),
                     c.mark_range.end()
                 );
+                // The IPVS services, when this host has them: a persistent service on a mark
+                // the TCP binder sets misroutes reused client ports (see /healthz, same check).
+                if let Ok(text) = std::fs::read_to_string(crate::api::procfs::IP_VS) {
+                    let services = crate::api::procfs::parse_ip_vs(&text);
+                    let problems =
+                        crate::api::health::l7_persistence_problems(c, t.doc(), &services);
+                    for p in &problems {
+                        eprintln!("l7mark check: {}: {p}", crate::api::procfs::IP_VS);
+                    }
+                    if !problems.is_empty() {
+                        return ExitCode::from(exit::DATAERR);
+                    }
+                }
             }
             ExitCode::SUCCESS
         }

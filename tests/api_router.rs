@@ -79,7 +79,7 @@ impl FakeProbe {
         );
         for m in [100u32, 110, 111] {
             ip_vs.push_str(&format!(
-                "FWM  {m:08X} rr persistent 300\n  -> 0A000002:0000      Masq    1      0          0\n"
+                "FWM  {m:08X} sh\n  -> 0A000002:0000      Masq    1      0          0\n"
             ));
         }
         for m in [120u32, 121] {

@@ -199,9 +199,11 @@ binder_setup() {
         _tk_server "$_r" 80 "$_r"
         _tk_server "$_r" 8080 "$_r-8080"
     done
-    # Persistent fwmark services keep the client's destination port (ip_vs_sched_persist: dport is
-    # replaced by the dest's port only when it equals svc->port, which is 0 for fwmark services),
-    # so c/d use port 80 on extra real-server addresses (distinct from 110/111's: conntrack).
+    # L7 marks are never persistent: a persistent connection entry is "controlled" and IPVS will
+    # not reschedule it when a client reuses its port (ip_vs_core.c is_new_conn_expected), so a
+    # new connection of another class would meet the old class's real server. Affinity per class
+    # comes from the source-hash scheduler (sh), which IPVS reschedules safely.
+    # c/d use port 80 on extra real-server addresses (distinct from 110/111's: conntrack).
     rs_exec rs1 ip addr add 10.0.2.12/24 dev eth0; rs_exec rs1 ip addr add 10.0.2.13/24 dev eth0
     rs_exec rs2 ip addr add 10.0.3.12/24 dev eth0; rs_exec rs2 ip addr add 10.0.3.13/24 dev eth0
     bg_start "$L7M_RUN/rs2-sink.pid" "$L7M_RUN/rs2-sink.log" \
@@ -211,9 +213,9 @@ binder_setup() {
     cat > binder-ipvs.conf <<EOF
 service 100 tcp nat rr
     real $RS1_IP:8080
-service 110 tcp nat rr persist 300
+service 110 tcp nat rr
     real $RS1_IP:80
-service 111 tcp nat rr persist 300
+service 111 tcp nat rr
     real $RS2_IP:80
 service 112 tcp nat rr
     real $RS3_IP:80
@@ -221,10 +223,10 @@ service 113 tcp nat rr
     real $RS3_IP:443
 service 114 tcp nat rr
     real $RS2_IP:443
-service 115 tcp nat rr persist 300
+service 115 tcp nat sh
     real 10.0.2.12:80
     real 10.0.3.12:80
-service 116 tcp nat rr persist 300
+service 116 tcp nat sh
     real 10.0.3.13:80
     real 10.0.2.13:80
 service 117 tcp nat rr

@@ -70,7 +70,7 @@ impl Probe for SystemProbe {
     }
 
     fn ip_vs(&self) -> std::io::Result<String> {
-        std::fs::read_to_string("/proc/net/ip_vs")
+        std::fs::read_to_string(procfs::IP_VS)
     }
 
     fn addresses(&self) -> BoxFuture<'static, Result<Vec<IpAddr>, String>> {
@@ -260,6 +260,43 @@ pub fn mark_users<'c>(
     users
 }
 
+/// A persistent fwmark service on a mark the TCP binder sets is refused: a client reusing its
+/// source port within IPVS's TIME_WAIT (2 min) meets the old connection's entry; a persistent
+/// entry is "controlled" and IPVS never reschedules it (ip_vs_core.c is_new_conn_expected), so
+/// the new connection would land on the OLD class's real server whatever its new mark.
+fn persistence_problem(
+    mark: u32,
+    svc: &IpvsService,
+    tcp: &crate::config::Service,
+) -> Option<String> {
+    let timeout = svc.persistent?;
+    Some(format!(
+        "mark {mark}: the fwmark service is persistent ({timeout} s), but service {} ({:?}) binds \
+         by the first payload: a client reusing its source port would keep the previous class's \
+         real server (ip_vs_core.c is_new_conn_expected); use the sh or mh scheduler for affinity",
+        tcp.name, tcp.proto
+    ))
+}
+
+/// The persistent IPVS fwmark services among the marks the TCP binder sets (for `l7mark check`,
+/// which reads the live `/proc/net/ip_vs`; `/healthz` reports the same lines).
+pub fn l7_persistence_problems(
+    cfg: &Config,
+    doc: &RulesDoc,
+    services: &[IpvsService],
+) -> Vec<String> {
+    mark_users(cfg, doc)
+        .iter()
+        .filter_map(|(&mark, users)| {
+            let tcp = users.iter().find(|s| s.proto.is_tcp())?;
+            let svc = services
+                .iter()
+                .find(|s| s.key == ServiceKey::Fwmark(mark))?;
+            persistence_problem(mark, svc, tcp)
+        })
+        .collect()
+}
+
 fn expected_forward(f: Forwarding) -> Forward {
     match f {
         Forwarding::Nat => Forward::Masq,
@@ -379,6 +416,9 @@ fn check_ipvs(i: &Inputs<'_>) -> Check {
         let svc_users = users.get(&mark).map(Vec::as_slice).unwrap_or_default();
         let tcp_user = svc_users.iter().find(|s| s.proto.is_tcp());
         if let Some(tcp) = tcp_user {
+            if let Some(p) = persistence_problem(mark, svc, tcp) {
+                c.problem(Status::Fail, p);
+            }
             for d in svc.dests.iter().filter(|d| d.forward != Forward::Masq) {
                 c.problem(
                     Status::Fail,
@@ -579,9 +619,9 @@ forwarding = "dr"
 IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
   -> RemoteAddress:Port Forward Weight ActiveConn InActConn
-FWM  00000064 rr persistent 300
+FWM  00000064 rr
   -> 0A000002:0000      Masq    1      0          0
-FWM  0000006E rr persistent 300
+FWM  0000006E sh
   -> 0A000003:0000      Masq    1      0          0
 FWM  00000078 sh ops
   -> 0A000004:0000      Route   1      0          0
@@ -642,6 +682,29 @@ FWM  00000079 sh ops
                 .any(|p| p.starts_with("mark 110: no IPVS fwmark service"))
         );
         assert_eq!(h.checks["nft_table"].status, Status::Skipped);
+    }
+
+    #[test]
+    fn persistent_service_on_a_tcp_l7_mark_fails() {
+        let ipvs = IPVS_GOOD.replace("FWM  0000006E sh", "FWM  0000006E sh persistent 300");
+        let h = run(&ipvs, &["10.0.0.100", "10.0.0.101"], nfq_all_bound(), None);
+        let c = &h.checks["ipvs"];
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.starts_with("mark 110: the fwmark service is persistent (300 s)")),
+            "{c:#?}"
+        );
+        // An ICP-only mark may be persistent (no delayed binding there).
+        let ipvs = IPVS_GOOD.replace("FWM  00000078 sh ops", "FWM  00000078 sh ops persistent 60");
+        let h = run(&ipvs, &["10.0.0.100", "10.0.0.101"], nfq_all_bound(), None);
+        assert_eq!(
+            h.checks["ipvs"].status,
+            Status::Ok,
+            "{:#?}",
+            h.checks["ipvs"]
+        );
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub struct IpvsService {
     pub dests: Vec<IpvsDest>,
 }
 
+/// Where the kernel lists the IPVS services and their real servers (`ip_vs_info_seq_show`).
+pub const IP_VS: &str = "/proc/net/ip_vs";
+
 /// Parse `/proc/net/ip_vs` (`ip_vs_info_seq_show` in `net/netfilter/ipvs/ip_vs_ctl.c`):
 ///
 /// ```text

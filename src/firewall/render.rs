@@ -170,6 +170,27 @@ pub fn ruleset(cfg: &Config, inputs: Inputs) -> Ruleset {
                         s.name
                     ),
                 });
+                if let IpAddr::V4(_) = s.vip {
+                    // nft has no "payload length": pair each TCP header length (doff 5..15) with
+                    // the IPv4 total length that leaves no payload. With IP options the total is
+                    // larger than any pair allows, so such packets are queued (correct, rare).
+                    let pure: Vec<String> = (5u16..=15)
+                        .map(|d| format!("{} . {d}", 20 + 4 * d))
+                        .collect();
+                    in_q.push(Rule {
+                        matches: format!(
+                            "{svc} ct state invalid tcp flags & (fin|syn|rst|ack) == ack ip length . tcp doff {{ {} }}",
+                            pure.join(", ")
+                        ),
+                        action: "accept".into(),
+                        why: format!(
+                            "{}: a pure ACK is SYNPROXY's to judge (the next base chain): a cookie \
+                             ACK opens the server side (l7mark holds that SYN), a spoofed ACK of a \
+                             flood is dropped there without costing l7mark anything",
+                            s.name
+                        ),
+                    });
+                }
                 in_q.push(Rule {
                     // RSTs too: the binder forgets a flow the client gave up on.
                     matches: format!("{svc} ct state invalid tcp flags & syn == 0"),

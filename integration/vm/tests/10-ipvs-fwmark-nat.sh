@@ -7,6 +7,8 @@
 #  * IPVS counters and the connection table (ipvsadm -Ln --stats, -Lnc) agree with the traffic
 #  * l7mark-ipvs: check, apply (idempotent, -E on change), show (round trip), remove
 . "$L7M_REPO/integration/vm/lib.sh"
+# this test is about IPVS itself (no l7mark): persistence on a tcp mark of l7mark's range is allowed
+export L7MARK_IPVS_ALLOW_L7_PERSIST=1
 cd /tmp/l7m-test || fatal "no test dir"
 
 write_conf() { # PERSIST_OPTION

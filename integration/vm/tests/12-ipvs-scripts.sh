@@ -28,6 +28,8 @@ service 117 tcp nat rr
     real 10.0.2.2:80
 service 118 tcp nat rr flurb
 bogus
+service 119 tcp nat wlc persist 300
+    real 10.0.2.9:80
 EOF
 out=$("$L7MARK_IPVS" check bad.conf 2>&1); rc=$?
 echo "$out"
@@ -49,7 +51,8 @@ for want in \
     "bad.conf:17: error: real 10.0.2.2:80 is also a NAT real server of service 116" \
     "bad.conf:18: error: unknown service option \"flurb\"" \
     "bad.conf:19: error: unknown directive \"bogus\"" \
-    "bad.conf: 16 error(s)"; do
+    "bad.conf:20: error: persist on tcp service 119 (an l7mark mark)" \
+    "bad.conf: 17 error(s)"; do
     case $out in *"$want"*) ok "reports: $want" ;; *) fail "missing: $want" ;; esac
 done
 expect_eq "apply refuses the bad file" "$("$L7MARK_IPVS" apply bad.conf >/dev/null 2>&1; echo $?)" 1
@@ -57,6 +60,9 @@ expect_eq "nothing was created" "$(ipvsadm -Sn | grep -c .)" 0
 printf 'service 1200 tcp nat rr\n    real 10.0.2.2:80\n' > range.conf
 expect_eq "L7MARK_MARK_RANGE=1000-1999 accepts mark 1200" \
     "$(L7MARK_MARK_RANGE=1000-1999 "$L7MARK_IPVS" check range.conf >/dev/null 2>&1; echo $?)" 0
+printf 'service 131 tcp nat rr persist 60\n    real 10.0.2.2:80\n' > l7persist.conf
+expect_eq "L7MARK_IPVS_ALLOW_L7_PERSIST=1 turns persist on a tcp mark into a warning" \
+    "$(L7MARK_IPVS_ALLOW_L7_PERSIST=1 "$L7MARK_IPVS" check l7persist.conf >/dev/null 2>&1; echo $?)" 0
 printf 'service 130 udp nat rr ops\n    real 10.0.2.2:53\n' > natops.conf
 expect_eq "L7MARK_IPVS_ALLOW_NAT_OPS=1 turns udp nat ops into a warning" \
     "$(L7MARK_IPVS_ALLOW_NAT_OPS=1 "$L7MARK_IPVS" check natops.conf >/dev/null 2>&1; echo $?)" 0

@@ -1,7 +1,8 @@
 #!/bin/sh
 # 30-keepalived: the real keepalived (health-checker only: "keepalived --check", no VRRP -- the guest
 # has no NIC) with the shipped ipvs-scripts/keepalived/keepalived.conf.example.
-#  * keepalived creates the "virtual_server fwmark N" services with persistence and NAT, and adds
+#  * keepalived creates the "virtual_server fwmark N" services (sh affinity, no persistence: L7
+#    marks must not be persistent) in NAT mode, and adds
 #    the real servers once their HTTP_GET / TCP_CHECK health checks pass ("alpha")
 #  * traffic marked 110/111 reaches the right pools
 #  * a real server whose httpd stops is removed within a bounded time; restarted -> re-added
@@ -41,8 +42,8 @@ fi
 run ipvsadm -Ln
 expect_eq "fwmark 110 real servers" "$(ipvs_dests 110)" "$both"
 expect_eq "fwmark 111 real servers" "$(ipvs_dests 111)" "$RS3_IP:80"
-check "fwmark 110: wlc, persistent 300" sh -c "ipvsadm -Sn | grep -qx -- '-A -f 110 -s wlc -p 300'"
-check "fwmark 111: rr, persistent 300" sh -c "ipvsadm -Sn | grep -qx -- '-A -f 111 -s rr -p 300'"
+check "fwmark 110: sh, not persistent" sh -c "ipvsadm -Sn | grep -qx -- '-A -f 110 -s sh'"
+check "fwmark 111: rr, not persistent" sh -c "ipvsadm -Sn | grep -qx -- '-A -f 111 -s rr'"
 check "real servers in NAT (Masq) mode" sh -c "[ \$(ipvsadm -Ln | grep -c Masq) = 3 ]"
 
 step "traffic by mark"
@@ -57,7 +58,7 @@ table ip l7m_test {
 EOF
 got=$(who_answers 4 "http://$VIP_L7/")
 echo "client $CLIENT_IP (mark 110): $got"
-expect_eq "mark 110: persistent on one of rs1/rs2" "$(distinct "$got")" 1
+expect_eq "mark 110: one client sticks to one of rs1/rs2 (sh)" "$(distinct "$got")" 1
 case $got in rs1*|rs2*) ok "mark 110 served by the web pool" ;; *) fail "mark 110: $got" ;; esac
 expect_eq "mark 111 -> rs3" "$(who_answers 2 "http://$VIP_L7/img/x" "$CLIENT_IP2")" "rs3 rs3"
 
@@ -70,7 +71,7 @@ else
     fail "rs2 still in service 110 after 20 s"
 fi
 expect_eq "fwmark 110 real servers" "$(ipvs_dests 110)" "$RS1_IP:80"
-# the client's persistence template may point to rs2: IPVS drops a template whose real server left
+# sh may have hashed the client to rs2: with rs2 gone the hash maps it to rs1
 expect_eq "mark 110 requests now all go to rs1" "$(who_answers 3 "http://$VIP_L7/")" "rs1 rs1 rs1"
 
 step "rs2 httpd back -> keepalived re-adds rs2"
