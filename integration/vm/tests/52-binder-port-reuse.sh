@@ -22,6 +22,16 @@ curl_from() { # PORT HOST
         -w 'T=%{time_total}\n')
     echo "$(echo "$_out" | sed -n 's/^served-by=\([^ ]*\).*/\1/p') $(echo "$_out" | sed -n 's/^T=//p')"
 }
+# alternate PORT N: N requests from PORT, a.example (rs1) and b.example (rs2) in turn; prints
+# "<host> <expected> <got> <seconds>" lines
+alternate() {
+    _i=0
+    while [ $_i -lt "$2" ]; do
+        if [ $((_i % 2)) = 0 ]; then _h=a.example; _e=rs1; else _h=b.example; _e=rs2; fi
+        echo "$_h $_e $(curl_from "$1" $_h)"
+        _i=$((_i + 1))
+    done
+}
 # judge lines "<host> <expected> <got> <seconds>" on stdin: prints "misrouted slow total"
 judge() {
     awk '{n++; if ($2 != $3) {bad++; print "MISROUTED", $0 > "/dev/stderr"}
@@ -32,13 +42,7 @@ judge() {
 step "one source port (curl --local-port 41000) alternating classes 20 times"
 c_srv=$(load c.example 1 1 "" | sed -n 's/.*servers=\([^:]*\):.*/\1/p')
 echo "c.example sticks to $c_srv (sh)"
-i=0
-: > alt.txt
-while [ $i -lt 20 ]; do
-    if [ $((i % 2)) = 0 ]; then h=a.example; e=rs1; else h=b.example; e=rs2; fi
-    echo "$h $e $(curl_from 41000 $h)" >> alt.txt
-    i=$((i + 1))
-done
+alternate 41000 20 > alt.txt
 cat alt.txt
 set -- $(judge < alt.txt)
 expect_eq "alternating classes on one port: misrouted" "$1" 0
@@ -75,13 +79,7 @@ client_exec sysctl -q -w net.ipv4.ip_local_port_range="32768 60999"
 
 step "why L7 marks are never persistent: the same reuse on persistent services misroutes"
 ipvsadm -E -f 110 -s rr -p 300 && ipvsadm -E -f 111 -s rr -p 300 || fail "make 110/111 persistent"
-: > pers.txt
-i=0
-while [ $i -lt 6 ]; do
-    if [ $((i % 2)) = 0 ]; then h=a.example; e=rs1; else h=b.example; e=rs2; fi
-    echo "$h $e $(curl_from 43000 $h)" >> pers.txt
-    i=$((i + 1))
-done
+alternate 43000 6 > pers.txt
 cat pers.txt
 set -- $(judge < pers.txt 2>/dev/null)
 expect_ge "persistent services: reused port lands on the old class's server (kernel behaviour)" "$1" 1
