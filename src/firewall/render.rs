@@ -174,12 +174,16 @@ pub fn ruleset(cfg: &Config, inputs: Inputs) -> Ruleset {
                     // nft has no "payload length": pair each TCP header length (doff 5..15) with
                     // the IPv4 total length that leaves no payload. With IP options the total is
                     // larger than any pair allows, so such packets are queued (correct, rare).
+                    // The data-offset byte is matched whole (`@th,96,8`: doff and the reserved
+                    // bits, which a pure ACK leaves 0): nft 1.0.6 aborts listing a concatenation
+                    // with the 4-bit `tcp doff` (mergesort.c concat_expr_msort_value, found in the
+                    // VM). A set reserved bit only means the ACK is queued, which is safe.
                     let pure: Vec<String> = (5u16..=15)
-                        .map(|d| format!("{} . {d}", 20 + 4 * d))
+                        .map(|d| format!("{} . {:#x}", 20 + 4 * d, d << 4))
                         .collect();
                     in_q.push(Rule {
                         matches: format!(
-                            "{svc} ct state invalid tcp flags & (fin|syn|rst|ack) == ack ip length . tcp doff {{ {} }}",
+                            "{svc} ct state invalid tcp flags & (fin|syn|rst|ack) == ack ip length . @th,96,8 {{ {} }}",
                             pure.join(", ")
                         ),
                         action: "accept".into(),
