@@ -269,9 +269,9 @@ fn persistence_problem(
     svc: &IpvsService,
     tcp: &crate::config::Service,
 ) -> Option<String> {
-    let timeout = svc.persistent?;
+    svc.persistent?;
     Some(format!(
-        "mark {mark}: the fwmark service is persistent ({timeout} s), but service {} ({:?}) binds \
+        "mark {mark}: the fwmark service is persistent (ipvsadm -p), but service {} ({:?}) binds \
          by the first payload: a client reusing its source port would keep the previous class's \
          real server (ip_vs_core.c is_new_conn_expected); use the sh or mh scheduler for affinity",
         tcp.name, tcp.proto
@@ -693,7 +693,7 @@ FWM  00000079 sh ops
         assert!(
             c.problems
                 .iter()
-                .any(|p| p.starts_with("mark 110: the fwmark service is persistent (300 s)")),
+                .any(|p| p.starts_with("mark 110: the fwmark service is persistent")),
             "{c:#?}"
         );
         // An ICP-only mark may be persistent (no delayed binding there).

@@ -125,7 +125,9 @@ pub struct IpvsService {
     pub scheduler: String,
     /// One-packet scheduling (`ipvsadm -o`, flag `ops`).
     pub ops: bool,
-    /// Persistence timeout in seconds, if persistent.
+    /// Persistence timeout as `/proc/net/ip_vs` prints it, if persistent: `svc->timeout`, which is
+    /// in jiffies (`ip_vs_ctl.c` stores `timeout * HZ` and `ip_vs_info_seq_show` prints it raw), so
+    /// 300 s shows as 75000 on a HZ=250 kernel. Only its presence is used.
     pub persistent: Option<u32>,
     /// Real servers.
     pub dests: Vec<IpvsDest>,
