@@ -137,20 +137,25 @@ fn named(table: &Table, rule: Option<usize>) -> Option<String> {
     rule.and_then(|i| table.rule_ids().get(i).cloned())
 }
 
-/// Decide an HTTP request.
-pub fn decide_http(req: &http::HttpRequest, table: &Table) -> Explained {
+/// The decision for an HTTP request (the packet path: the binder; no key is built).
+pub fn decision_http(req: &http::HttpRequest, table: &Table) -> Decision {
     let canonical = req
         .host
         .as_deref()
         .map(|h| url::canonical_http_url(h, req.port, &req.path));
-    let d = table.decide(&Subject {
+    table.decide(&Subject {
         proto: Proto::Http,
         host: req.host.as_deref(),
         method: Some(&req.method),
         path: Some(&req.path),
         sni: None,
         url: canonical.as_deref(),
-    });
+    })
+}
+
+/// Decide an HTTP request (`explain`: the same decision as the binder's, with the key).
+pub fn decide_http(req: &http::HttpRequest, table: &Table) -> Explained {
+    let d = decision_http(req, table);
     Explained {
         rule: named(table, d.rule),
         mark: d.mark,
@@ -162,16 +167,21 @@ pub fn decide_http(req: &http::HttpRequest, table: &Table) -> Explained {
     }
 }
 
-/// Decide a TLS ClientHello.
-pub fn decide_tls(hello: &tls::ClientHello, table: &Table) -> Explained {
-    let d = table.decide(&Subject {
+/// The decision for a TLS ClientHello (the packet path: the binder).
+pub fn decision_tls(hello: &tls::ClientHello, table: &Table) -> Decision {
+    table.decide(&Subject {
         proto: Proto::Tls,
         host: None,
         method: None,
         path: None,
         sni: hello.sni.as_deref(),
         url: hello.sni.as_deref(),
-    });
+    })
+}
+
+/// Decide a TLS ClientHello (`explain`: the same decision as the binder's, with the key).
+pub fn decide_tls(hello: &tls::ClientHello, table: &Table) -> Explained {
+    let d = decision_tls(hello, table);
     Explained {
         rule: named(table, d.rule),
         mark: d.mark,

@@ -249,6 +249,13 @@ pub struct BinderFile {
     /// Unbound flows tracked at once.
     #[serde(default = "default_max_flows")]
     pub max_flows: usize,
+    /// Flows tracked at once per client address (one address cannot fill the table).
+    #[serde(default = "default_max_client_flows")]
+    pub max_client_flows: usize,
+    /// Flows whose server SYN has not come yet (data that SYNPROXY may still refuse as a cookie
+    /// ACK: spoofed traffic cannot take more than this share of the table).
+    #[serde(default = "default_max_unconfirmed")]
+    pub max_unconfirmed: usize,
     /// SYNPROXY's options towards clients: must match what the real servers negotiate.
     #[serde(default)]
     pub synproxy: SynproxyFile,
@@ -269,6 +276,8 @@ impl Default for BinderFile {
             max_client_bytes: default_client_bytes(),
             max_total_bytes: default_total_bytes(),
             max_flows: default_max_flows(),
+            max_client_flows: default_max_client_flows(),
+            max_unconfirmed: default_max_unconfirmed(),
             synproxy: SynproxyFile::default(),
             require_ipvs: true,
         }
@@ -361,6 +370,12 @@ fn default_total_bytes() -> usize {
 }
 fn default_max_flows() -> usize {
     65536
+}
+fn default_max_client_flows() -> usize {
+    4096
+}
+fn default_max_unconfirmed() -> usize {
+    16384
 }
 fn default_mss() -> u16 {
     1460
@@ -601,6 +616,13 @@ impl Config {
         }
         if b.max_flows == 0 {
             p.push("binder.max_flows: must be at least 1".into());
+        }
+        // Above max_flows they simply never bite first.
+        if b.max_client_flows == 0 {
+            p.push("binder.max_client_flows: must be at least 1".into());
+        }
+        if b.max_unconfirmed == 0 {
+            p.push("binder.max_unconfirmed: must be at least 1".into());
         }
         let sp = &b.synproxy;
         if !(536..=9000).contains(&sp.mss) {

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use crate::classify;
 use crate::config::{Config, QueueKind, ServiceProto};
 use crate::control::store::Snapshot;
 use crate::metrics::Metrics;
 use crate::nfqueue::{Message, NfqError, QueueSet, Verdict};
 use crate::proto::{Parsed, http, ip, tls};
-use crate::rules::{Proto, Subject, url};
 use machine::{Action, Binder, Classifier, KeyState, Kind, Limits, Seg, Stats};
 
 use crate::config::CT_DONE_BIT;
@@ -74,34 +74,15 @@ struct TableClassifier<'a> {
 impl Classifier for TableClassifier<'_> {
     fn classify(&self, vip: SocketAddrV4, bytes: &[u8]) -> KeyState {
         let table = &self.snap.table;
+        // The same decisions `l7mark explain` and `POST /v1/explain` print (classify.rs).
         let decision = match self.services.get(&vip) {
             Some(ServiceProto::Http) => match http::parse_request(bytes) {
-                Parsed::Key(req) => {
-                    let canonical = req
-                        .host
-                        .as_deref()
-                        .map(|h| url::canonical_http_url(h, req.port, &req.path));
-                    table.decide(&Subject {
-                        proto: Proto::Http,
-                        host: req.host.as_deref(),
-                        method: Some(&req.method),
-                        path: Some(&req.path),
-                        sni: None,
-                        url: canonical.as_deref(),
-                    })
-                }
+                Parsed::Key(req) => classify::decision_http(&req, table),
                 Parsed::NotThisProtocol(r) => return KeyState::Unparseable(r.0),
                 Parsed::NeedMore => return KeyState::NeedMore,
             },
             Some(ServiceProto::Tls) => match tls::parse_client_hello(bytes) {
-                Parsed::Key(hello) => table.decide(&Subject {
-                    proto: Proto::Tls,
-                    host: None,
-                    method: None,
-                    path: None,
-                    sni: hello.sni.as_deref(),
-                    url: hello.sni.as_deref(),
-                }),
+                Parsed::Key(hello) => classify::decision_tls(&hello, table),
                 Parsed::NotThisProtocol(r) => return KeyState::Unparseable(r.0),
                 Parsed::NeedMore => return KeyState::NeedMore,
             },
@@ -147,6 +128,10 @@ impl Worker {
                 max_client_bytes: b.max_client_bytes,
                 max_total_bytes: b.max_total_bytes,
                 max_flows: b.max_flows,
+                max_client_flows: b.max_client_flows,
+                max_unconfirmed: b.max_unconfirmed,
+                window: b.window,
+                wscale: b.synproxy.wscale,
             }),
             raw,
             held: HashMap::new(),
@@ -213,6 +198,7 @@ impl Worker {
                 seq: tcp.seq,
                 ack: tcp.ack,
                 flags: tcp.flags.0,
+                ts: tcp.options.timestamp,
                 payload: pkt.payload,
                 packet: msg.get_payload(),
             };
@@ -302,7 +288,7 @@ impl Worker {
                         verdict(set, msg, Verdict::Drop, metrics);
                     }
                 }
-                Action::Reinject(mut pkt) => {
+                Action::Reinject(mut pkt) | Action::Send(mut pkt) => {
                     // Checksums: the copy may carry a partial (offloaded) checksum.
                     let dst = match ip::parse_packet(&pkt) {
                         Ok(p) => p.flow.dst,

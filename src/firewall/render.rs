@@ -170,7 +170,7 @@ pub fn ruleset(cfg: &Config, inputs: Inputs) -> Ruleset {
                         s.name
                     ),
                 });
-                if let IpAddr::V4(_) = s.vip {
+                if s.vip.is_ipv4() {
                     // nft has no "payload length": pair each TCP header length (doff 5..15) with
                     // the IPv4 total length that leaves no payload. With IP options the total is
                     // larger than any pair allows, so such packets are queued (correct, rare).
